@@ -1,0 +1,50 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FocusNFix.IO;
+
+/// <summary>Strict loading of a state dict into a module: every key must match in name and shape.</summary>
+public static class StateDict
+{
+    /// <summary>Keys that real checkpoints carry but no module owns (non-persistent buffers of older versions).</summary>
+    public static readonly string[] KnownLeftovers = { "position_ids" };
+
+    /// <summary>
+    /// Copies <paramref name="weights"/> into <paramref name="module"/>. A missing key, an unexpected key or a
+    /// shape mismatch is an error listing the keys; keys whose last segment is in <paramref name="ignore"/>
+    /// (default: <see cref="KnownLeftovers"/>) are skipped. Values are cast to each parameter's dtype and device.
+    /// </summary>
+    public static void LoadStrict(nn.Module module, IReadOnlyDictionary<string, Tensor> weights, string source, IEnumerable<string>? ignore = null)
+    {
+        var ignored = new HashSet<string>(ignore ?? KnownLeftovers);
+        var target = module.state_dict();
+        var missing = target.Keys.Where(k => !weights.ContainsKey(k)).ToList();
+        var unexpected = weights.Keys.Where(k => !target.ContainsKey(k) && !ignored.Contains(k.Split('.').Last()) && !ignored.Contains(k)).ToList();
+        var mismatched = target.Keys.Where(weights.ContainsKey)
+            .Where(k => !target[k].shape.SequenceEqual(weights[k].shape))
+            .Select(k => $"{k}: checkpoint [{string.Join(", ", weights[k].shape)}], model [{string.Join(", ", target[k].shape)}]")
+            .ToList();
+        if (missing.Count + unexpected.Count + mismatched.Count > 0)
+        {
+            var parts = new List<string>();
+            if (missing.Count > 0) parts.Add($"missing keys ({missing.Count}): {Summarise(missing)}");
+            if (unexpected.Count > 0) parts.Add($"unexpected keys ({unexpected.Count}): {Summarise(unexpected)}");
+            if (mismatched.Count > 0) parts.Add($"shape mismatches ({mismatched.Count}): {Summarise(mismatched)}");
+            throw new InvalidInputException($"{source}: weights do not match the model ({module.GetType().Name}); {string.Join("; ", parts)}");
+        }
+        using var _ = no_grad();
+        foreach (var (key, dst) in target)
+            dst.copy_(weights[key]);
+    }
+
+    static string Summarise(List<string> keys) =>
+        keys.Count <= 20 ? string.Join(", ", keys) : string.Join(", ", keys.Take(20)) + $", ... ({keys.Count - 20} more)";
+
+    /// <summary>Loads a safetensors file strictly into a module.</summary>
+    public static void LoadFile(nn.Module module, string path, IEnumerable<string>? ignore = null)
+    {
+        var weights = Safetensors.Load(path);
+        try { LoadStrict(module, weights, path, ignore); }
+        finally { foreach (var t in weights.Values) t.Dispose(); }
+    }
+}
