@@ -1,3 +1,7 @@
-using static TorchSharp.torch;
-var t = ones(2, 3);
-Console.WriteLine(t.sum().item<float>());
+using System.CommandLine;
+using FocusNFix.Cli;
+
+var root = new RootCommand("fnf: Focus-N-Fix region-aware reward fine-tuning for text-to-image diffusion models (diffusers folder format, safetensors only).");
+root.Subcommands.Add(SampleCommand.Create());
+root.Subcommands.Add(CheckCommand.Create());
+return CliErrors.Run(() => root.Parse(args).Invoke());

@@ -1,0 +1,32 @@
+using System.CommandLine;
+using FocusNFix;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Cli;
+
+/// <summary>Options shared by the commands that run models.</summary>
+public static class CommonOptions
+{
+    public static Option<string> Device() => new("--device") { Description = "Torch device: cpu, cuda, cuda:N (needs TorchSharp's CUDA package)", DefaultValueFactory = _ => "cpu" };
+    public static Option<string> DType() => new("--dtype") { Description = "Model dtype: float32, bfloat16 or float16 (where the backend supports it)", DefaultValueFactory = _ => "float32" };
+    public static Option<int> Threads() => new("--threads") { Description = "CPU threads for torch (0 = torch's default)", DefaultValueFactory = _ => 0 };
+
+    public static Device ParseDevice(string text)
+    {
+        try { return new Device(text); }
+        catch (Exception e) { throw new InvalidInputException($"--device '{text}': {e.Message} (expected cpu, cuda or cuda:N)"); }
+    }
+
+    public static ScalarType ParseDType(string text) => text.ToLowerInvariant() switch
+    {
+        "float32" or "fp32" => ScalarType.Float32,
+        "bfloat16" or "bf16" => ScalarType.BFloat16,
+        "float16" or "fp16" => ScalarType.Float16,
+        _ => throw new InvalidInputException($"--dtype '{text}': expected float32, bfloat16 or float16"),
+    };
+
+    public static void ApplyThreads(int threads)
+    {
+        if (threads > 0) set_num_threads(threads);
+    }
+}

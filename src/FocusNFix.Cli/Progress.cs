@@ -1,0 +1,37 @@
+using Spectre.Console;
+
+namespace FocusNFix.Cli;
+
+/// <summary>
+/// A progress bar on a terminal; plain progress lines otherwise (Spectre prints nothing when stdout is
+/// not a TTY, as in CI and log files).
+/// </summary>
+public static class Progress
+{
+    public static T Run<T>(string description, Func<Action<int, int>, T> work)
+    {
+        if (!Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            T result = default!;
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask(description, maxValue: 1);
+                    result = work((done, total) => { task.MaxValue = total; task.Value = done; });
+                });
+            return result;
+        }
+        int lastPercent = -1;
+        var started = DateTime.UtcNow;
+        return work((done, total) =>
+        {
+            int percent = total == 0 ? 100 : done * 100 / total;
+            if (percent / 10 != lastPercent / 10 || done == total)
+            {
+                Console.WriteLine($"{description}: {done}/{total} ({percent}%, {(DateTime.UtcNow - started).TotalSeconds:F1}s)");
+                lastPercent = percent;
+            }
+        });
+    }
+}

@@ -1,0 +1,47 @@
+using FocusNFix.IO;
+using FocusNFix.Lora;
+using FocusNFix.Models;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Conformance;
+
+/// <summary>
+/// The lora_peft_names case: every LoRA file in the folder, merged into the base UNet at scale 1 and 0.5,
+/// must reproduce the reference outputs; <c>sample_no_lora</c> checks the base UNet itself.
+/// </summary>
+public static class LoraCase
+{
+    public static CaseTensors Run(string caseDir)
+    {
+        var keysJson = JsonConfig.Load(Path.Combine(caseDir, "lora_keys.json"));
+        var baseDir = Path.GetFullPath(Path.Combine(caseDir, keysJson.RequireString("base_model")));
+        var inputs = Safetensors.Load(Path.Combine(caseDir, "inputs.safetensors"));
+        var outputs = Safetensors.Load(Path.Combine(caseDir, "outputs.safetensors"));
+        var expected = new Dictionary<string, Tensor>();
+        var actual = new Dictionary<string, Tensor>();
+        using var unet = UNet2DConditionModel.FromPretrained(baseDir);
+        unet.eval();
+        Tensor Forward()
+        {
+            using var _ = no_grad();
+            return unet.forward(inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"]);
+        }
+        expected["sample_no_lora"] = outputs["sample_no_lora"];
+        actual["sample_no_lora"] = Forward();
+        var names = unet.named_modules().Where(m => m.module is Linear).Select(m => m.name).ToList();
+        foreach (var file in Directory.GetFiles(caseDir, "*.safetensors").Where(f => !Path.GetFileName(f).StartsWith("inputs") && !Path.GetFileName(f).StartsWith("outputs")).OrderBy(f => f))
+        {
+            var layers = LoraFile.Load(file, names);
+            foreach (var (scale, outName) in new[] { (1.0, "sample_lora_scale_1"), (0.5, "sample_lora_scale_0.5") })
+            {
+                LoraFile.Merge(unet, layers, scale);
+                var key = $"{Path.GetFileName(file)}:{outName}";
+                expected[key] = outputs[outName].clone();
+                actual[key] = Forward();
+                LoraFile.Merge(unet, layers, -scale);
+            }
+        }
+        return new CaseTensors(expected, actual);
+    }
+}

@@ -1,0 +1,63 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using static TorchSharp.torch;
+
+namespace FocusNFix.IO;
+
+/// <summary>Conversions between image tensors ([3,H,W] or [B,3,H,W] float in [0,1]) and PNG files.</summary>
+public static class Images
+{
+    /// <summary>
+    /// [B,3,H,W] in [0,1] to [B,H,W,3] uint8 as diffusers' numpy_to_pil does: round(x*255) in float32 with
+    /// round-half-to-even (torch.round rounds half to even, like numpy).
+    /// </summary>
+    public static Tensor ToUint8(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var x = images.detach().to(float32).cpu().clamp(0, 1).mul(255f).round().to(ScalarType.Byte);
+        return x.permute(0, 2, 3, 1).contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Saves one image ([3,H,W] float in [0,1]) as PNG, atomically.</summary>
+    public static void SavePng(Tensor image, string path)
+    {
+        if (image.dim() != 3 || image.shape[0] != 3)
+            throw new ArgumentException($"expected an image tensor [3,H,W], got [{string.Join(",", image.shape)}]");
+        using var u8 = ToUint8(image.unsqueeze(0));
+        int h = (int)image.shape[1], w = (int)image.shape[2];
+        var bytes = u8.bytes.ToArray();
+        using var img = Image.LoadPixelData<Rgb24>(bytes, w, h);
+        AtomicFile.Write(path, s => img.SaveAsPng(s));
+    }
+
+    /// <summary>Saves a mask or heatmap ([H,W] or [1,H,W] in [0,1]) as a greyscale PNG, atomically.</summary>
+    public static void SaveGrayPng(Tensor map, string path)
+    {
+        var m = map.dim() == 3 ? map[0] : map;
+        using var u8 = m.detach().to(float32).cpu().clamp(0, 1).mul(255f).round().to(ScalarType.Byte).contiguous();
+        using var img = Image.LoadPixelData<L8>(u8.bytes.ToArray(), (int)m.shape[1], (int)m.shape[0]);
+        AtomicFile.Write(path, s => img.SaveAsPng(s));
+    }
+
+    /// <summary>Loads an image file as [3,H,W] float32 in [0,1].</summary>
+    public static Tensor LoadImage(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidInputException($"{path}: image file not found");
+        Image<Rgb24> img;
+        try { img = Image.Load<Rgb24>(path); }
+        catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException)
+        { throw new InvalidInputException($"{path}: not a readable image ({e.Message})"); }
+        using var _ = img;
+        var bytes = new byte[img.Width * img.Height * 3];
+        img.CopyPixelDataTo(bytes);
+        using var t = tensor(bytes, new long[] { img.Height, img.Width, 3 }, ScalarType.Byte);
+        return t.permute(2, 0, 1).to(float32).div(255f);
+    }
+
+    /// <summary>Loads a greyscale mask image as [H,W] float32 in [0,1] (colour images are averaged).</summary>
+    public static Tensor LoadGray(string path)
+    {
+        using var rgb = LoadImage(path);
+        return rgb.mean(new long[] { 0 });
+    }
+}

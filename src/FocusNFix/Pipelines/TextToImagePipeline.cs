@@ -1,0 +1,201 @@
+using FocusNFix.IO;
+using FocusNFix.Models;
+using FocusNFix.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Pipelines;
+
+/// <summary>
+/// Text-to-image sampling for diffusers-format pipelines: StableDiffusionPipeline (latent space, with a VAE)
+/// and FocusNFixPixelPipeline (pixel space, no VAE) through the same loop, which follows
+/// diffusers 0.27.2 StableDiffusionPipeline.__call__ step for step.
+/// </summary>
+public sealed class TextToImagePipeline : IDisposable
+{
+    public PipelineFolder Folder { get; }
+    public ClipTokenizer Tokenizer { get; }
+    public ClipTextModel TextEncoder { get; }
+    public UNet2DConditionModel Unet { get; }
+    public AutoencoderKL? Vae { get; }
+    /// <summary>The scheduler's saved config; other schedulers are built from it as diffusers' from_config does.</summary>
+    public JsonConfig SchedulerConfig { get; }
+    public IScheduler Scheduler { get; set; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+
+    TextToImagePipeline(PipelineFolder folder, ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet,
+        AutoencoderKL? vae, JsonConfig schedulerConfig, IScheduler scheduler, Device device, ScalarType dtype)
+    {
+        Folder = folder; Tokenizer = tokenizer; TextEncoder = textEncoder; Unet = unet; Vae = vae;
+        SchedulerConfig = schedulerConfig; Scheduler = scheduler; Device = device; DType = dtype;
+    }
+
+    /// <summary>Loads every component strictly from a pipeline folder and moves the models to a device and dtype.</summary>
+    public static TextToImagePipeline Load(string folder, Device? device = null, ScalarType dtype = ScalarType.Float32)
+    {
+        device ??= CPU;
+        var pf = PipelineFolder.Open(folder);
+        var tokenizer = ClipTokenizer.FromFolder(pf.Component("tokenizer"));
+        var textEncoder = ClipTextModel.FromPretrained(pf.Component("text_encoder"));
+        var unet = UNet2DConditionModel.FromPretrained(pf.Component("unet"));
+        AutoencoderKL? vae = pf.IsPixelSpace ? null : AutoencoderKL.FromPretrained(pf.Component("vae"));
+        var schedulerConfigPath = Path.Combine(pf.Component("scheduler"), "scheduler_config.json");
+        var schedulerConfig = JsonConfig.Load(schedulerConfigPath);
+        var scheduler = SchedulerFactory.FromConfig(schedulerConfig);
+
+        int latentChannels = vae?.Config.LatentChannels ?? 3;
+        if (unet.Config.InChannels != latentChannels)
+            throw new InvalidInputException($"{pf.Component("unet")}: in_channels {unet.Config.InChannels} does not match " +
+                (vae != null ? $"the VAE's latent_channels {latentChannels}" : "the 3 image channels of a pixel-space pipeline"));
+        if (unet.Config.CrossAttentionDim != textEncoder.Config.HiddenSize)
+            throw new InvalidInputException($"{pf.Component("unet")}: cross_attention_dim {unet.Config.CrossAttentionDim} does not match the text encoder's hidden_size {textEncoder.Config.HiddenSize}");
+
+        foreach (var m in new nn.Module?[] { textEncoder, unet, vae })
+        {
+            if (m == null) continue;
+            m.to(device, dtype);
+            m.eval();
+        }
+        return new TextToImagePipeline(pf, tokenizer, textEncoder, unet, vae, schedulerConfig, scheduler, device, dtype);
+    }
+
+    /// <summary>Switches the scheduler by CLI name (ddim, ddpm, euler, euler-a, dpmpp-2m, pndm, ...).</summary>
+    public void UseScheduler(string name) => Scheduler = SchedulerFactory.Create(name, SchedulerConfig);
+
+    /// <summary>Pixels per latent cell: 2^(len(vae.block_out_channels)-1), 1 for pixel-space models.</summary>
+    public int VaeScaleFactor => Vae?.ScaleFactor ?? 1;
+    public int LatentChannels => Unet.Config.InChannels;
+    public int DefaultSize => Unet.Config.SampleSize * VaeScaleFactor;
+
+    /// <summary>Tokenizes and encodes prompts to the text encoder's hidden states [B,77,D] in the model dtype.</summary>
+    public Tensor EncodePrompts(IReadOnlyList<string> prompts, int clipSkip = 0, Action<string>? warn = null)
+    {
+        using var scope = NewDisposeScope();
+        var ids = Tokenizer.Tokenize(prompts, warn).to(Device);
+        return TextEncoder.EncodePrompt(ids, clipSkip).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Initial noise for each seed: randn([1,C,h,w]) from a CPU generator seeded with that seed.</summary>
+    public Tensor NoiseFromSeeds(IReadOnlyList<long> seeds, int latentHeight, int latentWidth)
+    {
+        var parts = seeds.Select(s =>
+        {
+            using var g = new Generator((ulong)s);
+            return randn(new long[] { 1, LatentChannels, latentHeight, latentWidth }, generator: g);
+        }).ToList();
+        var noise = cat(parts, 0).to(Device);
+        foreach (var p in parts) p.Dispose();
+        return noise;
+    }
+
+    (int Height, int Width) ResolveSize(SampleOptions o)
+    {
+        int h = o.Height ?? DefaultSize, w = o.Width ?? DefaultSize;
+        int multiple = Math.Max(8, VaeScaleFactor);
+        if (h <= 0 || w <= 0 || h % multiple != 0 || w % multiple != 0)
+            throw new InvalidInputException($"height {h} and width {w} must be positive multiples of {multiple}");
+        return (h, w);
+    }
+
+    /// <summary>
+    /// Samples one image per prompt. <paramref name="onStep"/> sees each step's tensors, valid only during the
+    /// call (DetachFromDisposeScope() a clone to keep one); <paramref name="progress"/> gets (done, total).
+    /// </summary>
+    public SampleResult Sample(IReadOnlyList<string> prompts, SampleOptions options, Action<StepTrace>? onStep = null,
+        Action<int, int>? progress = null, Action<string>? warn = null)
+    {
+        if (prompts.Count == 0) throw new InvalidInputException("no prompts given");
+        if (options.Steps < 1) throw new InvalidInputException($"steps = {options.Steps}: expected at least 1");
+        int batch = prompts.Count;
+        var (height, width) = ResolveSize(options);
+        int lh = height / VaeScaleFactor, lw = width / VaeScaleFactor;
+
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        bool cfg = options.GuidanceScale > 1.0;
+        var cond = EncodePrompts(prompts, options.ClipSkip, warn);
+        Tensor ehs = cond;
+        if (cfg)
+        {
+            var uncond = EncodePrompts(Enumerable.Repeat(options.NegativePrompt ?? "", batch).ToList(), options.ClipSkip, warn);
+            ehs = cat(new[] { uncond, cond }, 0);
+        }
+
+        var seeds = options.Seeds ?? Enumerable.Range(0, batch).Select(i => (long)i).ToList();
+        if (options.Latents is null && seeds.Count != batch)
+            throw new InvalidInputException($"{seeds.Count} seeds given for {batch} prompts: expected one seed per prompt");
+        Tensor latents;
+        if (options.Latents is { } given)
+        {
+            var expected = new long[] { batch, LatentChannels, lh, lw };
+            if (!given.shape.SequenceEqual(expected))
+                throw new InvalidInputException($"initial latents have shape [{string.Join(",", given.shape)}], expected [{string.Join(",", expected)}]");
+            latents = given.to(Device, ScalarType.Float32);
+        }
+        else latents = NoiseFromSeeds(seeds, lh, lw);
+
+        if (Scheduler is DdimScheduler ddim) ddim.Eta = options.Eta;
+        Scheduler.SetTimesteps(options.Steps);
+        // Stochastic schedulers get their noise from per-image generators, so an image depends on its own seed only.
+        var generators = seeds.Select(s => new Generator((ulong)s + 0x9E3779B97F4A7C15UL)).ToList();
+        var x = (latents * Scheduler.InitNoiseSigma).MoveToOuterDisposeScope();
+        try
+        {
+            var timesteps = Scheduler.Timesteps;
+            int total = (int)timesteps.shape[0];
+            for (int i = 0; i < total; i++)
+            {
+                using var stepScope = NewDisposeScope();
+                var t = timesteps[i];
+                var xin = cfg ? cat(new[] { x, x }, 0) : x;
+                xin = Scheduler.ScaleModelInput(xin, t);
+                var unetOut = Unet.forward(xin.to(DType), t.to(Device), ehs).to(ScalarType.Float32);
+                Tensor noisePred = unetOut;
+                if (cfg)
+                {
+                    var chunks = unetOut.chunk(2, 0);
+                    noisePred = chunks[0] + options.GuidanceScale * (chunks[1] - chunks[0]);
+                }
+                Tensor? stepNoise = null;
+                if (options.Latents is null)
+                    stepNoise = cat(generators.Select(g => randn(new long[] { 1, LatentChannels, lh, lw }, generator: g)).ToList(), 0).to(Device);
+                var output = Scheduler.Step(noisePred, t, x, noise: stepNoise);
+                onStep?.Invoke(new StepTrace(i, t, xin, unetOut, noisePred, output.PredOriginalSample, output.PrevSample));
+                x.Dispose();
+                x = output.PrevSample.MoveToOuterDisposeScope();
+                progress?.Invoke(i + 1, total);
+            }
+            var images = Decode(x);
+            return new SampleResult(images.MoveToOuterDisposeScope(), x.MoveToOuterDisposeScope());
+        }
+        finally
+        {
+            foreach (var g in generators) g.Dispose();
+        }
+    }
+
+    /// <summary>Final latents to images in [0,1]: VAE decode of latents / scaling_factor, or the pixels themselves.</summary>
+    public Tensor Decode(Tensor latents)
+    {
+        using var scope = NewDisposeScope();
+        var raw = DecodeRaw(latents);
+        return (raw / 2 + 0.5).clamp(0, 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Before post-processing: vae.decode(latents / scaling_factor), or the latents for pixel-space models.</summary>
+    public Tensor DecodeRaw(Tensor latents)
+    {
+        if (Vae is null) return latents.to(ScalarType.Float32).alias();
+        using var scope = NewDisposeScope();
+        var z = (latents / Vae.Config.ScalingFactor).to(DType);
+        return Vae.Decode(z).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        TextEncoder.Dispose();
+        Unet.Dispose();
+        Vae?.Dispose();
+    }
+}
