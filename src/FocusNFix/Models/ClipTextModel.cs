@@ -134,11 +134,11 @@ public sealed class ClipTextTransformer : nn.Module
             if (lo < 0 || hi >= Config.VocabSize)
                 throw new InvalidInputException($"input_ids contain id {(lo < 0 ? lo : hi)} outside the vocabulary [0, {Config.VocabSize}) (vocab_size)");
         }
-        var device = embeddingsDevice();
+        var device = ModelDevice();
         return inputIds.to(int64, device);
     }
 
-    Device embeddingsDevice() => final_layer_norm.weight!.device;
+    Device ModelDevice() => final_layer_norm.weight!.device;
 }
 
 /// <summary>
@@ -161,7 +161,8 @@ public sealed class ClipTextModel : nn.Module
     public ClipTextOutput Forward(Tensor inputIds, Tensor? attentionMask = null) => text_model.Forward(inputIds, attentionMask);
 
     /// <summary>clip-skip k &gt; 0: final_layer_norm(hidden_states[-(k+1)]) as diffusers does; k = 0: last_hidden_state.</summary>
-    public Tensor EncodePrompt(Tensor inputIds, int clipSkip = 0) => text_model.EncodePrompt(inputIds, clipSkip);
+    /// <remarks>SD pipelines pass no mask; <paramref name="attentionMask"/> is for configs with use_attention_mask.</remarks>
+    public Tensor EncodePrompt(Tensor inputIds, int clipSkip = 0, Tensor? attentionMask = null) => text_model.EncodePrompt(inputIds, clipSkip, attentionMask);
 
     /// <summary>config.json (a CLIPTextConfig, or a CLIPConfig's text_config) plus model.safetensors, loaded strictly.</summary>
     public static ClipTextModel FromPretrained(string folder)

@@ -121,6 +121,19 @@ public class ClipTextModelTests : IDisposable
     }
 
     [Fact]
+    public void RunsInFloat64()
+    {
+        // Masks and positions follow the model's dtype; transformers itself overflows here in float64.
+        using var model = ClipTextModel.FromPretrained(Golden.Case(CaseName));
+        model.to(float64);
+        var inputs = Golden.Inputs(CaseName);
+        using var _ = no_grad();
+        var o = model.Forward(inputs["input_ids"], inputs["attention_mask"]);
+        Assert.Equal(ScalarType.Float64, o.LastHiddenState.dtype);
+        Golden.AssertClose(Golden.Outputs(CaseName)["last_hidden_state_with_attention_mask"], o.LastHiddenState, 1e-5, 0, "float64");
+    }
+
+    [Fact]
     public void BadInputIdsAreRefused()
     {
         using var model = ClipTextModel.FromPretrained(Golden.Case(CaseName));
