@@ -188,9 +188,11 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
             debugHook?.Invoke("encode.quant_conv", h);
         }
         var parts = h.chunk(2, 1);
-        var mean = parts[0].MoveToOuterDisposeScope();
-        var logvar = parts[1].clamp(-30.0, 20.0).MoveToOuterDisposeScope();
-        return new LatentDistribution(mean, logvar);
+        var posterior = new LatentDistribution(parts[0], parts[1].clamp(-30.0, 20.0));
+        posterior.Mean.MoveToOuterDisposeScope();
+        posterior.LogVar.MoveToOuterDisposeScope();
+        posterior.Std.MoveToOuterDisposeScope();
+        return posterior;
     }
 
     /// <param name="latents">raw latents, NOT multiplied by scaling_factor (divide pipeline latents by it first).</param>

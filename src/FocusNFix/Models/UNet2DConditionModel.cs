@@ -58,7 +58,8 @@ public sealed class UNet2DConditionConfig
         RefuseUnsupported(c);
         cfg.DownBlockTypes = c.StringList("down_block_types") ?? cfg.DownBlockTypes;
         cfg.UpBlockTypes = c.StringList("up_block_types") ?? cfg.UpBlockTypes;
-        cfg.MidBlockType = c.Has("mid_block_type") ? c.String("mid_block_type") : cfg.MidBlockType;
+        // An explicit null means "no mid block"; a missing key means the default.
+        cfg.MidBlockType = c.Root.ContainsKey("mid_block_type") ? c.String("mid_block_type") : cfg.MidBlockType;
         int n = cfg.DownBlockTypes.Length;
         cfg.BlockOutChannels = c.IntList("block_out_channels") ?? cfg.BlockOutChannels;
         cfg.InChannels = c.Int("in_channels", cfg.InChannels);
@@ -71,8 +72,8 @@ public sealed class UNet2DConditionConfig
         cfg.CrossAttentionDim = cfg.CrossAttentionDims[0];
         cfg.TransformerLayersPerBlock = PerBlock(c, "transformer_layers_per_block", n) ?? Enumerable.Repeat(1, n).ToArray();
         cfg.ReverseTransformerLayersPerBlock = PerBlock(c, "reverse_transformer_layers_per_block", n);
-        cfg.NormNumGroups = c.Has("norm_num_groups") ? c.Int("norm_num_groups", 32)
-            : c.Root.ContainsKey("norm_num_groups") ? throw Unsupported(c, "norm_num_groups", "null (no output GroupNorm)") : 32;
+        if (c.Root.ContainsKey("norm_num_groups") && !c.Has("norm_num_groups")) throw Unsupported(c, "norm_num_groups", "null");
+        cfg.NormNumGroups = c.Int("norm_num_groups", cfg.NormNumGroups);
         cfg.NormEps = c.Double("norm_eps", cfg.NormEps);
         cfg.FlipSinToCos = c.Bool("flip_sin_to_cos", cfg.FlipSinToCos);
         cfg.FreqShift = c.Double("freq_shift", cfg.FreqShift);

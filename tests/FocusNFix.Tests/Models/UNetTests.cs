@@ -167,3 +167,40 @@ public class UNetTests
         Assert.Contains("[32, 3, 3, 3]", e.Message);
     }
 }
+
+public class UNetAdapterHookTests
+{
+    [Fact]
+    public void ProjectionDeltaAddsToTheProjection()
+    {
+        const string json = """
+            { "in_channels": 4, "out_channels": 4, "block_out_channels": [16, 32], "layers_per_block": 1, "attention_head_dim": 2,
+              "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+              "cross_attention_dim": 8, "norm_num_groups": 8 }
+            """;
+        var cfg = UNet2DConditionConfig.FromJson(JsonConfig.Parse(json, "test/config.json"));
+        torch.manual_seed(5);
+        using var model = new UNet2DConditionModel(cfg);
+        using var _ = no_grad();
+        using var sample = randn(1, 4, 8, 8);
+        using var ehs = randn(1, 6, 8);
+        using var t = tensor(10L);
+        var attentions = model.modules().OfType<Attention>().ToList();
+        Assert.Equal(8, attentions.Count);  // (1 down + 1 mid + 2 up transformers) × (attn1, attn2)
+
+        // A delta of 0.5·W_v·x on to_v must equal scaling W_v by 1.5: the same merge a LoRA performs.
+        foreach (var a in attentions)
+        {
+            var w = a.to_v.weight!;
+            a.ProjectionDelta = (name, x) => name == "to_v" ? nn.functional.linear(x, w * 0.5) : null;
+        }
+        using var hooked = model.forward(sample, t, ehs);
+        foreach (var a in attentions)
+        {
+            a.ProjectionDelta = null;
+            a.to_v.weight!.mul_(1.5);
+        }
+        using var merged = model.forward(sample, t, ehs);
+        Golden.AssertClose(merged, hooked, 1e-5, 1e-5, "delta vs merged");
+    }
+}
