@@ -1,0 +1,48 @@
+using FocusNFix.IO;
+using FocusNFix.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Conformance;
+
+/// <summary>
+/// Golden VAE case (vae_tiny): latent_mean/latent_logvar/latent_std of encode(image), latent_sample = mean + std ·
+/// posterior_noise, decoded = decode(latent) (raw latent, no scaling), reconstruction = decode(encode(image).mean),
+/// plus `intermediate.encode.*` / `intermediate.decode.*` hook outputs.
+/// </summary>
+public static class VaeCase
+{
+    public static CaseTensors Run(string caseDir)
+    {
+        using var model = AutoencoderKL.FromPretrained(caseDir);
+        var inputs = Safetensors.Load(Path.Combine(caseDir, "inputs.safetensors"));
+        var expected = Safetensors.Load(Path.Combine(caseDir, "outputs.safetensors"));
+        var intermediatesPath = Path.Combine(caseDir, "intermediates.safetensors");
+        var wanted = File.Exists(intermediatesPath) ? Safetensors.Load(intermediatesPath) : new Dictionary<string, Tensor>();
+
+        var actual = new Dictionary<string, Tensor>();
+        using (no_grad())
+        {
+            model.DebugHook = (name, t) =>
+            {
+                var key = "intermediate." + name;
+                if (wanted.ContainsKey(key) && !actual.ContainsKey(key)) actual[key] = t.detach().clone().DetachFromDisposeScope();
+            };
+            var posterior = model.Encode(inputs["image"]);
+            actual["latent_mean"] = posterior.Mean;
+            actual["latent_logvar"] = posterior.LogVar;
+            actual["latent_std"] = posterior.Std;
+            actual["latent_sample"] = posterior.Sample(inputs["posterior_noise"]);
+            actual["decoded"] = model.Decode(inputs["latent"]);
+            model.DebugHook = null;
+            actual["reconstruction"] = model.forward(inputs["image"]);
+        }
+        foreach (var (key, t) in wanted)
+        {
+            if (actual.ContainsKey(key)) expected[key] = t;
+            else t.Dispose();
+        }
+        foreach (var t in inputs.Values) t.Dispose();
+        return new CaseTensors(expected, actual);
+    }
+}
