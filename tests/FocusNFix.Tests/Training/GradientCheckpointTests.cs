@@ -177,6 +177,61 @@ public class GradientCheckpointTests
     }
 
     [Fact]
+    public void ContextTensorsSurvivePerStepScopesAndNonLeafContextGetsGradients()
+    {
+        // A "text encoder" weight produces a non-leaf embedding shared by three checkpointed steps, and each step's
+        // timestep-like tensor is created inside that step's own dispose scope, as a sampling loop does.
+        var step = new Step(9);
+        var encoder = randn(new long[] { 6, 6 }, generator: new torch.Generator(10)).requires_grad_(true);
+        Tensor StepFn(Tensor x, IReadOnlyList<Tensor> ctx) => step.Forward(x) + 0.1 * x.matmul(ctx[0]) * ctx[1];
+
+        Tensor Run(bool checkpoint)
+        {
+            var emb = encoder.tanh();
+            var x = Input(false);
+            for (int k = 0; k < 3; k++)
+            {
+                using var scope = NewDisposeScope();
+                var t = full(1, 1, 1, 1, 0.5 + k, dtype: float32);
+                x = (checkpoint ? GradientCheckpoint.Apply(StepFn, x, emb, t) : StepFn(x, new[] { emb, t })).MoveToOuterDisposeScope();
+            }
+            return x.square().mean();
+        }
+
+        Run(false).backward();
+        var ge = encoder.grad!.clone();
+        var gp = Grads(step);
+        encoder.grad!.zero_();
+        step.ZeroGrad();
+
+        Run(true).backward();
+        AssertClose(ge, encoder.grad!, "encoder grad");
+        var gk = Grads(step);
+        for (int i = 0; i < gp.Length; i++) AssertClose(gp[i], gk[i], $"parameter {i}");
+    }
+
+    [Fact]
+    public void AFailingRecomputeSurfacesAsAnExceptionInsteadOfKillingTheProcess()
+    {
+        var w = randn(new long[] { 4, 4 }, generator: new torch.Generator(12)).requires_grad_(true);
+        int calls = 0;
+        Tensor Fails(Tensor t) => ++calls == 1 ? t.matmul(w) : throw new InvalidOperationException("boom on recompute");
+        var x = Input(false).reshape(-1, 4)[0..3];
+        var loss = GradientCheckpoint.Apply(Fails, x).sum();
+        var e = Assert.Throws<InvalidOperationException>(() => GradientCheckpoint.Backward(loss));
+        Assert.Equal("boom on recompute", e.InnerException!.Message);
+
+        // Nested: the innermost failure is the one reported; afterwards checkpointing works normally again.
+        calls = 0;
+        var nested = GradientCheckpoint.Apply(t => GradientCheckpoint.Apply(Fails, t).tanh(), x).sum();
+        e = Assert.Throws<InvalidOperationException>(() => GradientCheckpoint.Backward(nested));
+        Assert.Equal("boom on recompute", e.InnerException!.Message);
+
+        GradientCheckpoint.Backward(GradientCheckpoint.Apply(t => t.matmul(w), x).sum());
+        Assert.True(allclose(w.grad!, x.sum(new long[] { 0 }).unsqueeze(1).expand(4, 4)));
+    }
+
+    [Fact]
     public void WithoutGradItIsAPlainCall()
     {
         var step = new Step(8);
