@@ -30,15 +30,6 @@ public static class Images
         AtomicFile.Write(path, s => img.SaveAsPng(s));
     }
 
-    /// <summary>Saves a mask or heatmap ([H,W] or [1,H,W] in [0,1]) as a greyscale PNG, atomically.</summary>
-    public static void SaveGrayPng(Tensor map, string path)
-    {
-        var m = map.dim() == 3 ? map[0] : map;
-        using var u8 = m.detach().to(float32).cpu().clamp(0, 1).mul(255f).round().to(ScalarType.Byte).contiguous();
-        using var img = Image.LoadPixelData<L8>(u8.bytes.ToArray(), (int)m.shape[1], (int)m.shape[0]);
-        AtomicFile.Write(path, s => img.SaveAsPng(s));
-    }
-
     /// <summary>Loads an image file as [3,H,W] float32 in [0,1].</summary>
     public static Tensor LoadImage(string path)
     {
