@@ -99,6 +99,18 @@ public sealed class ClipTokenizer
             }
         }
 
+        else if (File.Exists(Path.Combine(folder, "added_tokens.json")))
+        {
+            // Older folders list added tokens as {"token": id} in added_tokens.json.
+            var legacy = JsonConfig.Load(Path.Combine(folder, "added_tokens.json"));
+            foreach (var (token, node) in legacy.Root)
+            {
+                if (node is not JsonValue v || !v.TryGetValue<int>(out int id))
+                    throw new InvalidInputException($"{legacy.Source}: token '{token}' needs an integer id");
+                addedIds[token] = id;
+            }
+        }
+
         // transformers: with added_tokens_decoder the config's own values rule; older folders (without it) let
         // special_tokens_map.json override the config.
         var sources = declared is not null ? new[] { config, map } : new[] { map, config };
@@ -140,6 +152,8 @@ public sealed class ClipTokenizer
         if (config is not null && config.Has("model_max_length"))
         {
             double v = config.Double("model_max_length", DefaultMaxLength);
+            // transformers writes int(1e30) when no length is known; CLIP's position table is 77 long.
+            if (v >= 1e20) v = DefaultMaxLength;
             if (v < 2 || v > 1_000_000 || v != Math.Floor(v))
                 throw new InvalidInputException($"{configPath}: model_max_length = {v}: expected an integer between 2 and 1000000 (77 for CLIP)");
             maxLength = (int)v;
@@ -256,13 +270,20 @@ public sealed class ClipTokenizer
     string TokenOf(long id) => id >= int.MinValue && id <= int.MaxValue && decoder.TryGetValue((int)id, out var t)
         ? t : throw new InvalidInputException($"token id {id} is not in the tokenizer's vocabulary ({encoder.Count} tokens)");
 
-    /// <summary>Text for ids, for messages: bos/eos/unk are skipped, "&lt;/w&gt;" becomes a space, bytes are UTF-8 decoded.</summary>
+    /// <summary>
+    /// Text for ids, for messages: bos/eos/unk and the padding after an eos are skipped, "&lt;/w&gt;" becomes
+    /// a space, bytes are UTF-8 decoded.
+    /// </summary>
     public string Decode(IEnumerable<long> ids)
     {
         var bytes = new List<byte>();
+        bool afterEos = false;
         foreach (long id in ids)
         {
-            if (id == BosId || id == EosId || id == unkId) continue;
+            if (id == EosId) afterEos = true;
+            // SD2's pad "!" is also an ordinary token, so only padding after the eos is dropped.
+            if (id == BosId || id == EosId || id == unkId || afterEos && id == PadId) continue;
+            afterEos = false;
             foreach (char c in TokenOf(id))
             {
                 if (ByteDecoder.TryGetValue(c, out byte b)) bytes.Add(b);

@@ -40,6 +40,7 @@ public static partial class TextCleaning
         return sb.ToString();
     }
 
+    // ftfy's max_decode_length (counted here in UTF-16 units, in code points by Python; only matters past 1M).
     const int MaxSegmentLength = 1_000_000;
 
     static string FixSegment(string text, bool unescapeHtml)
@@ -367,13 +368,15 @@ public static partial class TextCleaning
         return text;
     }
 
-    static readonly Lazy<Dictionary<char, byte>[]> CharmapEncoders = new(() => CharmapHighBytes.Select(table =>
+    static readonly Lazy<Dictionary<char, byte>[]> CharmapEncoders = new(BuildCharmapEncoders);
+
+    static Dictionary<char, byte>[] BuildCharmapEncoders() => CharmapHighBytes.Select(table =>
     {
         var map = new Dictionary<char, byte>();
         for (int i = 0; i < 128; i++) map[table[i]] = (byte)(0x80 + i);
         map[table[128]] = 0x1A;
         return map;
-    }).ToArray());
+    }).ToArray();
 
     static byte[]? EncodeCharmap(string text, int enc)
     {

@@ -80,6 +80,7 @@ public class ClipTokenizerTests
             Assert.Equal(new long[] { 49406, 320, 1125, 539, 320, 2368, 49407 }, enc.Ids[..7]);
             Assert.All(enc.Ids[7..], id => Assert.Equal(0, id));
             Assert.Equal(0, enc.TruncatedTokens);
+            Assert.Equal("wow !", tok.Decode(tok.Encode("wow!").Ids));
 
             // "!" is then an added token, split out before BPE: "!!!" is three "!" (id 0), not the merged "!!!".
             foreach (var c in GoldenCases())
