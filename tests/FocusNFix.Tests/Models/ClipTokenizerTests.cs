@@ -144,6 +144,24 @@ public class ClipTokenizerTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [Theory]
+    [InlineData("pipeline_tiny_sd15_run", "pipeline_tiny_sd15")]
+    [InlineData("pipeline_tiny_pixel_run", "pipeline_tiny_pixel")]
+    public void PipelineTokenizerFoldersReproduceTheRunsInputIds(string run, string pipeline)
+    {
+        var tok = ClipTokenizer.FromFolder(Path.Combine(Golden.Case(pipeline), "tokenizer"));
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Golden.Case(run), "inputs.json")));
+        var prompts = doc.RootElement.GetProperty("prompts").EnumerateArray().Select(x => x.GetString()!).ToList();
+        var outputs = Golden.Outputs(run);
+        using var ids = tok.Tokenize(prompts);
+        Assert.Equal(outputs["input_ids"].data<long>().ToArray(), ids.data<long>().ToArray());
+        if (outputs.TryGetValue("negative_input_ids", out var negative))
+        {
+            using var neg = tok.Tokenize(Enumerable.Repeat("", prompts.Count).ToList());
+            Assert.Equal(negative.data<long>().ToArray(), neg.data<long>().ToArray());
+        }
+    }
+
     // Expected strings are ftfy 6.1.1's fix_text output for the same inputs.
     [Theory]
     [InlineData("Tom &amp;amp; Jerry &lt;3", "Tom & Jerry <3")]
