@@ -71,8 +71,9 @@ public static class ScheduleMath
     /// <summary>float32 cumprod of (1 - betas); torch's CPU kernel accumulates in double and rounds each entry.</summary>
     public static Tensor AlphasCumprod(Tensor betas)
     {
-        using var alphas = 1.0 - betas;
-        return alphas.to_type(ScalarType.Float64).cumprod(0).to_type(ScalarType.Float32);
+        using var scope = NewDisposeScope();
+        var alphas = 1.0 - betas;
+        return alphas.to_type(ScalarType.Float64).cumprod(0).to_type(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
     static float[] SquaredCosCapV2(int n, double maxBeta = 0.999)

@@ -39,7 +39,8 @@ public abstract class SchedulerBase : IScheduler
     public virtual double InitNoiseSigma => 1.0;
 
     public abstract void SetTimesteps(int numInferenceSteps);
-    public virtual Tensor ScaleModelInput(Tensor sample, Tensor timestep) => sample;
+    /// <summary>Identity for the DDPM-family schedulers; a new handle, so a caller may dispose it like any other result.</summary>
+    public virtual Tensor ScaleModelInput(Tensor sample, Tensor timestep) => sample.alias();
     public abstract SchedulerOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, Generator? generator = null, Tensor? noise = null);
     public abstract Tensor AddNoise(Tensor originalSamples, Tensor noise, Tensor timesteps);
 
