@@ -95,6 +95,9 @@ public static class ConformanceCheck
         if (name.EndsWith("image_uint8")) return (1, 0); // may differ by 1 next to a .5 rounding boundary
         if (name.EndsWith(".image_raw") || name.EndsWith(".image")) return (kind == "pixel_pipeline_run" ? 5e-4 : 1e-4, 0);
         if (name.EndsWith("timesteps") || name.EndsWith("init_noise_sigma") || name.EndsWith(".timestep")) return (1e-5, 0);
+        // DDIM's x0 estimate divides by sqrt(alpha_bar) (about 0.1 at t = 901) after guidance multiplies the UNet's
+        // float noise by 1 + 2g: even at step 0 it carries ~100x the UNet's 1e-6 error, so it gets the later steps' rule.
+        if (name.EndsWith("pred_original_sample")) return (1e-3, 1e-4);
         if (name.Contains(".step.0.") || name.EndsWith("latents_initial")) return (1e-4, 0);
         if (name.EndsWith("decoder_input")) return (1e-3 / 0.18215, 1e-4); // final_latents' tolerance after division by scaling_factor
         return (1e-3, 1e-4); // later steps and final_latents: guidance amplifies tiny UNet differences

@@ -131,7 +131,7 @@ public sealed class TextToImagePipeline : IDisposable
             var expected = new long[] { batch, LatentChannels, lh, lw };
             if (!given.shape.SequenceEqual(expected))
                 throw new InvalidInputException($"initial latents have shape [{string.Join(",", given.shape)}], expected [{string.Join(",", expected)}]");
-            latents = given.to(Device, ScalarType.Float32);
+            latents = given.to(ScalarType.Float32, Device);
         }
         else latents = NoiseFromSeeds(seeds, lh, lw);
 
