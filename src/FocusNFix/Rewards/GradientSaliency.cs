@@ -121,6 +121,8 @@ public sealed class GradientSaliency : IHeatmapSource
 /// encoder layer i, negative counts from the end. The default -2 is the input of the last encoder layer. The
 /// last hidden state itself is refused: CLIP pools only the class token of it, so its patch tokens have no gradient.
 /// </para>
+/// A <see cref="WeightedReward"/> mixes towers and has no single set of patch tokens: use
+/// <see cref="GradientSaliency"/> for it, or Grad-CAM on one of its parts.
 /// </summary>
 public sealed class GradCamSaliency : IHeatmapSource
 {

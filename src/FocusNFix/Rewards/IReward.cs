@@ -15,7 +15,8 @@ public interface IReward
     /// <summary>
     /// <paramref name="images"/>: [B,3,H,W] with values in [0,1], any H and W. <paramref name="prompts"/>: one
     /// per image, or a single prompt for all; rewards that are not text-conditioned ignore them.
-    /// Returns [B], one score per image, differentiable with respect to <paramref name="images"/>.
+    /// Returns [B], one score per image, differentiable with respect to <paramref name="images"/>, on the
+    /// reward's own device and dtype (those of its weights; images are moved there).
     /// </summary>
     Tensor Score(Tensor images, IReadOnlyList<string> prompts);
 }

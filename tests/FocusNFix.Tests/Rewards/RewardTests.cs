@@ -236,6 +236,25 @@ public class RewardTests : IDisposable
     }
 
     [Fact]
+    public void TextRewardsTokenizeWithTheTokenizerFolder()
+    {
+        // The tiny SD pipeline's text encoder (vocabulary 49408) and real CLIP tokenizer files; the golden run
+        // holds the ids transformers gave its two prompts.
+        var pipeline = Golden.Case("pipeline_tiny_sd15");
+        var folder = WriteClipModelFolder(_dir, Path.Combine(pipeline, "text_encoder"));
+        var run = Golden.Case("pipeline_tiny_sd15_run");
+        var prompts = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "inputs.json")))!["prompts"]!
+            .AsArray().Select(n => (string)n!).ToArray();
+        var goldenIds = Golden.Outputs("pipeline_tiny_sd15_run")["input_ids"];
+        using var byFolder = PickScoreReward.FromPretrained(folder, Path.Combine(pipeline, "tokenizer"));
+        using var byIds = PickScoreReward.FromPretrained(folder, p => goldenIds.clone());
+        using var images = RandomImages();
+        using var a = byFolder.Score(images, prompts);
+        using var b = byIds.Score(images, prompts);
+        Golden.AssertClose(b, a, 0, 0, "tokenizer folder vs golden ids");
+    }
+
+    [Fact]
     public void TextRewardsCheckPromptsAndWeights()
     {
         var folder = WriteClipModelFolder(_dir);

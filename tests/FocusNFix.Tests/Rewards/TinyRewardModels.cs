@@ -57,14 +57,16 @@ static class TinyRewardModels
     }
 
     /// <summary>
-    /// A transformers CLIPModel folder: text_model.* from clip_text_tiny, vision_model.* and visual_projection
-    /// from clip_vision_tiny (projection 24), plus text_projection [24,32] and logit_scale.
+    /// A transformers CLIPModel folder: text_model.* from clip_text_tiny (or from <paramref name="textFolder"/>, a
+    /// CLIPTextModel folder with hidden size 32), vision_model.* and visual_projection from clip_vision_tiny
+    /// (projection 24), plus text_projection [24,32] and logit_scale.
     /// </summary>
-    public static string WriteClipModelFolder(string dir, int seed = 11)
+    public static string WriteClipModelFolder(string dir, string? textFolder = null, int seed = 11)
     {
-        var folder = Path.Combine(dir, "clip");
+        textFolder ??= Golden.Case("clip_text_tiny");
+        var folder = Path.Combine(dir, "clip-" + Path.GetFileName(Path.GetDirectoryName(textFolder + "/")));
         Directory.CreateDirectory(folder);
-        var text = JsonNode.Parse(File.ReadAllText(Path.Combine(Golden.Case("clip_text_tiny"), "config.json")))!.AsObject();
+        var text = JsonNode.Parse(File.ReadAllText(Path.Combine(textFolder, "config.json")))!.AsObject();
         var vision = JsonNode.Parse(File.ReadAllText(Path.Combine(VisionFolder, "config.json")))!.AsObject();
         text.Remove("architectures");
         vision.Remove("architectures");
@@ -78,7 +80,7 @@ static class TinyRewardModels
             ["vision_config"] = vision,
         };
         File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJsonString());
-        var weights = Safetensors.Load(Path.Combine(Golden.Case("clip_text_tiny"), "model.safetensors"));
+        var weights = Safetensors.Load(Path.Combine(textFolder, "model.safetensors"));
         foreach (var (k, v) in Safetensors.Load(Path.Combine(VisionFolder, "model.safetensors"))) weights[k] = v;
         torch.manual_seed(seed);
         weights["text_projection.weight"] = torch.randn(24, 32) * 0.2;
