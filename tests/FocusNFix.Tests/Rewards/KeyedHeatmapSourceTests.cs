@@ -24,9 +24,9 @@ public class KeyedHeatmapSourceTests : IDisposable
     {
         using var a = torch.zeros(8, 8);
         a[TensorIndex.Slice(2, 4), TensorIndex.Slice(1, 5)] = torch.tensor(1f);
-        Images.SaveGrayPng(a, Path.Combine(_dir, "0_42.png"));
+        FocusNFix.Masks.HeatmapMask.SavePng(a, Path.Combine(_dir, "0_42.png"));
         using var b = torch.full(4, 4, 0.6f); // half size: resized to the images
-        Images.SaveGrayPng(b, Path.Combine(_dir, "3_-7.png"));
+        FocusNFix.Masks.HeatmapMask.SavePng(b, Path.Combine(_dir, "3_-7.png"));
 
         var source = new MaskFolderSource(_dir);
         using var images = torch.rand(2, 3, 8, 8, dtype: float64);
@@ -46,7 +46,7 @@ public class KeyedHeatmapSourceTests : IDisposable
     public void MaskFolderNamesTheMissingFile()
     {
         using var a = torch.zeros(8, 8);
-        Images.SaveGrayPng(a, Path.Combine(_dir, "0_42.png"));
+        FocusNFix.Masks.HeatmapMask.SavePng(a, Path.Combine(_dir, "0_42.png"));
         var source = new MaskFolderSource(_dir);
         using var images = torch.rand(2, 3, 8, 8);
         var e = Assert.Throws<InvalidInputException>(() => source.Heatmap(images, NoPrompts, new (int, long)[] { (0, 42), (1, 42) }));
