@@ -1,0 +1,66 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FocusNFix.World;
+
+/// <summary>
+/// Conversions between the world's two image forms: bytes, row-major H x W x 3 (HWC), and floats,
+/// [3, H, W] (CHW) in [0, 1] with value = byte / 255; plus TorchSharp tensors of the float form.
+/// </summary>
+public static class WorldImage
+{
+    public static float[] ToFloatChw(byte[] rgb, int width, int height)
+    {
+        CheckLength(rgb.Length, width, height, "byte image");
+        int hw = width * height;
+        var f = new float[3 * hw];
+        for (int p = 0; p < hw; p++)
+            for (int c = 0; c < 3; c++)
+                f[c * hw + p] = rgb[3 * p + c] / 255f;
+        return f;
+    }
+
+    /// <summary>Floats are clamped to [0, 1] and rounded to the nearest byte (NaN becomes 0).</summary>
+    public static byte[] ToBytesHwc(float[] chw, int width, int height)
+    {
+        CheckLength(chw.Length, width, height, "float image");
+        int hw = width * height;
+        var b = new byte[3 * hw];
+        for (int p = 0; p < hw; p++)
+            for (int c = 0; c < 3; c++)
+            {
+                float v = chw[c * hw + p];
+                b[3 * p + c] = float.IsNaN(v) ? (byte)0 : (byte)MathF.Round(Math.Clamp(v, 0f, 1f) * 255f);
+            }
+        return b;
+    }
+
+    /// <summary>A float32 tensor [3, H, W] in [0, 1] on the CPU (move it with .to(device)).</summary>
+    public static Tensor ToTensor(byte[] rgb, int width, int height) =>
+        torch.tensor(ToFloatChw(rgb, width, height), new long[] { 3, height, width }, ScalarType.Float32);
+
+    /// <summary>Bytes HWC from a tensor [3, H, W] (or [1, 3, H, W]) in [0, 1], any device and floating dtype.</summary>
+    public static byte[] FromTensor(Tensor image)
+    {
+        using var scope = torch.NewDisposeScope();
+        var t = image.dim() == 4 && image.shape[0] == 1 ? image[0] : image;
+        if (t.dim() != 3 || t.shape[0] != 3)
+            throw new InvalidInputException($"image tensor of shape [{string.Join(", ", image.shape)}]: expected [3, H, W] or [1, 3, H, W]");
+        int h = (int)t.shape[1], w = (int)t.shape[2];
+        var data = t.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        return ToBytesHwc(data, w, h);
+    }
+
+    /// <summary>A mask (row-major H x W) as a float32 tensor [1, H, W] of 0 and 1.</summary>
+    public static Tensor MaskToTensor(bool[] mask, int width, int height)
+    {
+        if (mask.Length != width * height) throw new InvalidInputException($"mask of {mask.Length} values: expected {width} x {height}");
+        return torch.tensor(mask.Select(m => m ? 1f : 0f).ToArray(), new long[] { 1, height, width }, ScalarType.Float32);
+    }
+
+    internal static void CheckLength(int length, int width, int height, string what)
+    {
+        if (length != 3 * width * height)
+            throw new InvalidInputException($"{what} of {length} values: expected 3 x {height} x {width} = {3 * width * height}");
+    }
+}
