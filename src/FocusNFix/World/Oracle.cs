@@ -54,8 +54,21 @@ public sealed class Oracle
     public const double FitStep = 0.5, MaxFitError = 0.15;
     public const int MinFitMargin = 3;
     readonly WorldSpec _spec;
+    readonly Dictionary<string, (bool[] Mask, int Area)> _own = new();
 
-    public Oracle(WorldSpec spec) { _spec = spec; }
+    public Oracle(WorldSpec spec)
+    {
+        _spec = spec;
+        int size = spec.ImageSize;
+        foreach (var p in spec.Places)
+        {
+            var mask = new bool[size * size];
+            for (int y = p.Y0; y < p.Y1; y++)
+                for (int x = p.X0; x < p.X1; x++)
+                    mask[y * size + x] = spec.IsOwnPixel(p, x, y);
+            _own[p.Name] = (mask, mask.Count(b => b));
+        }
+    }
 
     public OracleReport Judge(RenderedScene r) => Judge(r.Rgb, r.Prompt);
 
@@ -71,23 +84,22 @@ public sealed class Oracle
         var hazard = Defect(rgb, DefectKind.Hazard);
         var glitch = Defect(rgb, DefectKind.Glitch);
 
+        var bg = Shows(rgb, _spec.BackgroundColour(d.Background).Rgb);
         var verdicts = new List<ObjectVerdict>();
         foreach (var o in d.Objects)
         {
             var colour = _spec.ShapeColour(o.Colour).Rgb;
             var place = _spec.Place(o.Place);
             var shows = Shows(rgb, colour);
-            int own = _spec.OwnRegionArea(place), count = 0;
-            for (int y = place.Y0; y < place.Y1; y++)
-                for (int x = place.X0; x < place.X1; x++)
-                    if (shows[y * size + x] && _spec.IsOwnPixel(place, x, y)) count++;
-            double fraction = own == 0 ? 0 : (double)count / own;
+            var (own, area) = _own[place.Name];
+            int count = 0;
+            for (int p = 0; p < shows.Length; p++) if (shows[p] && own[p]) count++;
+            double fraction = area == 0 ? 0 : (double)count / area;
             bool present = fraction >= _spec.Oracle.MinPlaceFraction;
-            string? shape = present ? DetectShape(rgb, d, o, place, shows) : null;
+            string? shape = present ? DetectShape(d, o, place, shows, bg) : null;
             verdicts.Add(new ObjectVerdict(o, fraction, present, shape));
         }
 
-        var bg = Shows(rgb, _spec.BackgroundColour(d.Background).Rgb);
         double bgFraction = (double)bg.Count(b => b) / bg.Length;
         return new OracleReport(d, hazard, glitch, verdicts, bgFraction, bgFraction >= _spec.Oracle.MinBackgroundFraction);
     }
@@ -95,6 +107,7 @@ public sealed class Oracle
     /// <summary>The mask and verdict of one defect kind on a byte image.</summary>
     public DefectVerdict Defect(byte[] rgb, DefectKind kind)
     {
+        WorldImage.CheckLength(rgb.Length, _spec.ImageSize, _spec.ImageSize, $"image for the {_spec.ImageSize}x{_spec.ImageSize} world");
         var colours = kind == DefectKind.Hazard ? _spec.HazardColours : _spec.GlitchColours;
         var near0 = Shows(rgb, colours[0].Rgb, _spec.Oracle.ReservedDistance);
         var near1 = Shows(rgb, colours[1].Rgb, _spec.Oracle.ReservedDistance);
@@ -107,40 +120,52 @@ public sealed class Oracle
 
     bool[] Shows(byte[] rgb, Rgb colour, double? distance = null)
     {
-        double limit = distance ?? _spec.Oracle.ColourDistance;
+        double limit = distance ?? _spec.Oracle.ColourDistance, limit2 = limit * limit;
         var m = new bool[rgb.Length / 3];
-        for (int p = 0; p < m.Length; p++) m[p] = Rgb.Distance(rgb[3 * p], rgb[3 * p + 1], rgb[3 * p + 2], colour) <= limit;
+        for (int p = 0; p < m.Length; p++)
+        {
+            int dr = rgb[3 * p] - colour.R, dg = rgb[3 * p + 1] - colour.G, db = rgb[3 * p + 2] - colour.B;
+            m[p] = dr * dr + dg * dg + db * db <= limit2;
+        }
         return m;
     }
 
-    string? DetectShape(byte[] rgb, SceneDescription d, PromptObject o, PlaceSpec place, bool[] shows)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    string? DetectShape(SceneDescription d, PromptObject o, PlaceSpec place, bool[] shows, bool[] background)
     {
         int size = _spec.ImageSize;
         if (d.Objects.Any(other => other != o && other.Colour == o.Colour && _spec.Place(other.Place).Overlaps(place))) return null;
-        var background = Shows(rgb, _spec.BackgroundColour(d.Background).Rgb);
-        var pixels = new List<(double X, double Y, bool Inside)>();
+        var px = new List<double>();
+        var py = new List<double>();
+        var inside = new List<bool>();
         for (int y = place.Y0; y < place.Y1; y++)
             for (int x = place.X0; x < place.X1; x++)
             {
                 int p = y * size + x;
-                if (shows[p] || background[p]) pixels.Add((x + 0.5, y + 0.5, shows[p]));
+                if (shows[p] || background[p]) { px.Add(x + 0.5); py.Add(y + 0.5); inside.Add(shows[p]); }
             }
-        int objectPixels = pixels.Count(q => q.Inside);
+        int objectPixels = inside.Count(b => b);
         if (objectPixels == 0) return null;
+        double[] xs = px.ToArray(), ys = py.ToArray();
+        bool[] ins = inside.ToArray();
 
-        double reach = _spec.CenterJitter + 1;
+        double reach = _spec.CenterJitter + 1, smallest = _spec.ShapeSizeMin - 1;
+        int offsets = (int)Math.Floor(2 * reach / FitStep + 1e-9), sizes = (int)Math.Floor((_spec.ShapeSizeMax - _spec.ShapeSizeMin + 2) / FitStep + 1e-9);
+        // Middle sizes and central positions first: a good early bound lets most other fits stop early.
+        var sizeOrder = Enumerable.Range(0, sizes + 1).OrderBy(i => Math.Abs(2 * i - sizes)).ToArray();
+        var offsetOrder = Enumerable.Range(0, offsets + 1).OrderBy(i => Math.Abs(2 * i - offsets)).ToArray();
         var errors = new List<(string Shape, int Error)>();
         foreach (var shape in _spec.Shapes)
         {
             int best = int.MaxValue;
-            for (double s = _spec.ShapeSizeMin - 1; s <= _spec.ShapeSizeMax + 1 + 1e-9; s += FitStep)
-                for (double dy = -reach; dy <= reach + 1e-9; dy += FitStep)
-                    for (double dx = -reach; dx <= reach + 1e-9; dx += FitStep)
+            foreach (int si in sizeOrder)
+                foreach (int iy in offsetOrder)
+                    foreach (int ix in offsetOrder)
                     {
-                        var t = new SceneObject(o.Colour, shape, o.Place, place.CenterX + dx, place.CenterY + dy, s);
+                        var t = new Rasterizer.Shape(shape, place.CenterX - reach + ix * FitStep, place.CenterY - reach + iy * FitStep, smallest + si * FitStep);
                         int e = 0;
-                        foreach (var q in pixels)
-                            if (Rasterizer.Covers(t, q.X, q.Y) != q.Inside && ++e >= best) break;
+                        for (int i = 0; i < xs.Length; i++)
+                            if (t.Covers(xs[i], ys[i]) != ins[i] && ++e >= best) break;
                         best = Math.Min(best, e);
                     }
             errors.Add((shape, best));

@@ -16,17 +16,20 @@ public sealed class Renderer
     {
         int size = _spec.ImageSize, n = _spec.SamplesPerAxis, per = n * n;
         var bg = _spec.BackgroundColour(scene.Background).Rgb;
-        var colours = scene.Objects.Select(o => _spec.ShapeColour(o.Colour).Rgb).ToArray();
-        var owners = Rasterizer.Owners(size, n, scene.Objects);
+        // Index 0 is the background, k + 1 object k.
+        var palette = new[] { bg }.Concat(scene.Objects.Select(o => _spec.ShapeColour(o.Colour).Rgb)).ToArray();
+        int[] pr = palette.Select(c => (int)c.R).ToArray(), pg = palette.Select(c => (int)c.G).ToArray(), pb = palette.Select(c => (int)c.B).ToArray();
+        var owners = scene.Raster is { } cached && cached.Size == size && cached.Samples == n
+            ? cached.Owners
+            : Rasterizer.Owners(size, n, scene.Objects);
         var rgb = new byte[size * size * 3];
         for (int p = 0; p < size * size; p++)
         {
             int r = 0, g = 0, b = 0;
-            for (int s = 0; s < per; s++)
+            for (int s = p * per, end = s + per; s < end; s++)
             {
-                int k = owners[p * per + s];
-                var c = k < 0 ? bg : colours[k];
-                r += c.R; g += c.G; b += c.B;
+                int k = owners[s] + 1;
+                r += pr[k]; g += pg[k]; b += pb[k];
             }
             rgb[3 * p] = (byte)((r + per / 2) / per);
             rgb[3 * p + 1] = (byte)((g + per / 2) / per);

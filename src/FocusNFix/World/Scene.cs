@@ -103,6 +103,9 @@ public sealed class Scene
     }
 
     public SceneDescription Description => new(Background, Objects.Select(o => o.Describe()));
+
+    /// <summary>The sampler's rasterisation, kept so the renderer need not redo it (size and samples per axis it was made with).</summary>
+    internal (int Size, int Samples, short[] Owners)? Raster { get; set; }
     public string Prompt => PromptGrammar.Format(Description);
 }
 

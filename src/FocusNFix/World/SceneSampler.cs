@@ -70,27 +70,31 @@ public sealed class SceneSampler
         bool wantGlitch = rng.NextBool(_spec.GlitchRate);
 
         var owners = Rasterizer.Owners(size, n, objects);
-        var coverage = Enumerable.Range(0, objects.Length).Select(k => Rasterizer.Coverage(owners, size, n, k)).ToArray();
+        var coverage = Rasterizer.Coverage(owners, size, n, objects.Length);
         var hazards = new List<HazardStamp>();
         for (int k = 0; k < objects.Length; k++)
             if (wantHazard[k] && PlaceHazard(objects[k], k, coverage[k], rng) is { } h) hazards.Add(h);
         var glitch = wantGlitch ? PlaceGlitch(objects, coverage, hazards, rng) : null;
-        return new Scene(seed, d.Background, objects, hazards, glitch);
+        return new Scene(seed, d.Background, objects, hazards, glitch) { Raster = (size, n, owners) };
     }
 
     HazardStamp? PlaceHazard(SceneObject o, int k, int[] coverage, SplitMix64 rng)
     {
         int size = _spec.ImageSize, full = _spec.SamplesPerAxis * _spec.SamplesPerAxis, side = _spec.HazardCellPx * _spec.HazardCells;
         double gx = o.CenterX, gy = o.CenterY + (o.Shape == "triangle" ? o.Size / 6 : 0);
+        // Summed-area table of fully covered pixels: a block is a candidate when all its pixels are.
+        var sat = new int[(size + 1) * (size + 1)];
+        for (int y = 0; y < size; y++)
+            for (int x = 0; x < size; x++)
+                sat[(y + 1) * (size + 1) + x + 1] = (coverage[y * size + x] == full ? 1 : 0)
+                    + sat[y * (size + 1) + x + 1] + sat[(y + 1) * (size + 1) + x] - sat[y * (size + 1) + x];
         var candidates = new List<(int X, int Y, double Dist)>();
         for (int by = 0; by + side <= size; by++)
             for (int bx = 0; bx + side <= size; bx++)
             {
-                bool ok = true;
-                for (int y = by; y < by + side && ok; y++)
-                    for (int x = bx; x < bx + side && ok; x++)
-                        ok = coverage[y * size + x] == full;
-                if (!ok) continue;
+                int inside = sat[(by + side) * (size + 1) + bx + side] - sat[by * (size + 1) + bx + side]
+                           - sat[(by + side) * (size + 1) + bx] + sat[by * (size + 1) + bx];
+                if (inside != side * side) continue;
                 double dx = bx + side / 2.0 - gx, dy = by + side / 2.0 - gy;
                 candidates.Add((bx, by, Math.Sqrt(dx * dx + dy * dy)));
             }

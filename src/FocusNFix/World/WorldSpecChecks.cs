@@ -129,7 +129,7 @@ public sealed partial class WorldSpec
     /// True when the convex hull of <paramref name="points"/> is provably farther than <paramref name="threshold"/> from
     /// <paramref name="q"/>: Frank-Wolfe on 1/2 |x - q|^2 over the hull, whose duality gap gives a lower bound.
     /// </summary>
-    internal static bool HullFartherThan(IReadOnlyList<Rgb> points, Rgb q, double threshold)
+    public static bool HullFartherThan(IReadOnlyList<Rgb> points, Rgb q, double threshold)
     {
         var p = points.Select(c => new[] { (double)c.R - q.R, (double)c.G - q.G, (double)c.B - q.B }).ToArray();
         var x = (double[])p[0].Clone();

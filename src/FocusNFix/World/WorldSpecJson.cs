@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 
 namespace FocusNFix.World;
 
@@ -101,7 +103,13 @@ public sealed partial class WorldSpec
                 ["test_prompts"] = Strings(Splits.TestPrompts),
             },
         };
-        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+        var json = root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        // Numeric arrays (colours, boxes, centres) and string arrays of up to 3 items (triples) on one line each,
+        // for a file people read.
+        static string OneLine(Match m) => "[" + Regex.Replace(m.Groups[1].Value, @",\s+", ", ") + "]";
+        json = Regex.Replace(json, @"\[\s+(-?[0-9.eE+-]+(?:,\s+-?[0-9.eE+-]+)*)\s+\]", OneLine);
+        json = Regex.Replace(json, @"\[\s+(""[^""\n]*""(?:,\s+""[^""\n]*""){0,2})\s+\]", OneLine);
+        return json + "\n";
     }
 
     static JsonObject Obj(IEnumerable<(string Key, JsonNode? Value)> entries)
