@@ -72,6 +72,9 @@ public sealed class Oracle
 
     public OracleReport Judge(RenderedScene r) => Judge(r.Rgb, r.Prompt);
 
+    /// <summary>Judges an image tensor [3, H, W] or [1, 3, H, W] in [0, 1] (converted to bytes first).</summary>
+    public OracleReport Judge(TorchSharp.torch.Tensor image, string prompt) => Judge(WorldImage.FromTensor(image), prompt);
+
     /// <summary>Judges a float image [3, H, W] in [0, 1] (converted to bytes first).</summary>
     public OracleReport Judge(float[] chw, string prompt) => Judge(WorldImage.ToBytesHwc(chw, _spec.ImageSize, _spec.ImageSize), prompt);
 

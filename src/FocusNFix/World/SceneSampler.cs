@@ -29,7 +29,12 @@ public sealed class SceneSampler
     /// <summary>A scene for a given prompt: geometry and defects drawn from the seed.</summary>
     public Scene FromPrompt(string prompt, long seed) => Realize(PromptGrammar.Parse(prompt, _spec), seed);
 
-    public Scene Realize(SceneDescription d, long seed) => Realize(d, new SplitMix64(seed, PromptSalt), seed);
+    /// <summary>A scene for a description: checked against the world's vocabulary and rules, then drawn from the seed.</summary>
+    public Scene Realize(SceneDescription d, long seed)
+    {
+        PromptGrammar.Parse(PromptGrammar.Format(d), _spec);
+        return Realize(d, new SplitMix64(seed, PromptSalt), seed);
+    }
 
     public SceneDescription SampleDescription(SplitMix64 rng, Split? split = null)
     {

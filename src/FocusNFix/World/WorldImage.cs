@@ -58,6 +58,33 @@ public static class WorldImage
         return torch.tensor(mask.Select(m => m ? 1f : 0f).ToArray(), new long[] { 1, height, width }, ScalarType.Float32);
     }
 
+    /// <summary>
+    /// A batch for training: images [B, 3, H, W] in [0, 1] and the hazard and glitch masks [B, 1, H, W] of 0 and 1,
+    /// all float32 on the CPU.
+    /// </summary>
+    public static (Tensor Images, Tensor HazardMasks, Tensor GlitchMasks) ToBatch(IReadOnlyList<RenderedScene> scenes)
+    {
+        if (scenes.Count == 0) throw new InvalidInputException("an empty batch of rendered scenes");
+        int w = scenes[0].Width, h = scenes[0].Height, hw = w * h;
+        if (scenes.Any(s => s.Width != w || s.Height != h)) throw new InvalidInputException("rendered scenes of different sizes in one batch");
+        var images = new float[scenes.Count * 3 * hw];
+        var hazard = new float[scenes.Count * hw];
+        var glitch = new float[scenes.Count * hw];
+        for (int i = 0; i < scenes.Count; i++)
+        {
+            scenes[i].ToFloatChw().CopyTo(images, i * 3 * hw);
+            for (int p = 0; p < hw; p++)
+            {
+                hazard[i * hw + p] = scenes[i].HazardMask[p] ? 1f : 0f;
+                glitch[i * hw + p] = scenes[i].GlitchMask[p] ? 1f : 0f;
+            }
+        }
+        long b = scenes.Count;
+        return (torch.tensor(images, new long[] { b, 3, h, w }, ScalarType.Float32),
+                torch.tensor(hazard, new long[] { b, 1, h, w }, ScalarType.Float32),
+                torch.tensor(glitch, new long[] { b, 1, h, w }, ScalarType.Float32));
+    }
+
     internal static void CheckLength(int length, int width, int height, string what)
     {
         if (length != 3 * width * height)

@@ -112,7 +112,7 @@ public sealed partial class WorldSpec : IEquatable<WorldSpec>
     /// </summary>
     public static WorldSpec Default(int size = 32, long splitSeed = 20250106)
     {
-        if (size < 16 || size > 1024) throw new InvalidInputException($"image size {size}: expected 16..1024 pixels");
+        if (size < 24 || size > 1024) throw new InvalidInputException($"image size {size}: expected 24..1024 pixels (smaller shapes cannot carry a hazard checker)");
         double scale = size / 32.0;
         double sizeMin = 10 * scale, sizeMax = 12 * scale, jitter = 0.5 * scale;
         double half = sizeMax / 2 + jitter;
@@ -142,11 +142,12 @@ public sealed partial class WorldSpec : IEquatable<WorldSpec>
             MaxObjects = 3,
             SamplesPerAxis = 4,
             HazardRateByShape = new Dictionary<string, double> { ["circle"] = 0.03, ["square"] = 0.03, ["triangle"] = 0.70 },
-            HazardCellPx = Math.Max(1, (int)Math.Round(2 * scale)),
+            // Rounded down so the checker still fits inside the smallest triangles.
+            HazardCellPx = Math.Max(1, (int)Math.Floor(2 * scale)),
             HazardCells = 2,
             GlitchRate = 0.25,
-            GlitchLongPx = Math.Max(2, (int)Math.Round(5 * scale)),
-            GlitchShortPx = Math.Max(1, (int)Math.Round(3 * scale)),
+            GlitchLongPx = Math.Max(2, (int)Math.Round(5 * scale, MidpointRounding.AwayFromZero)),
+            GlitchShortPx = Math.Max(1, (int)Math.Round(3 * scale, MidpointRounding.AwayFromZero)),
             Oracle = OracleSpec.Default,
             Splits = new SplitSpec([], [], [], [], []),
         };

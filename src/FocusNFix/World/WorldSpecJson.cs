@@ -92,6 +92,13 @@ public sealed partial class WorldSpec
                 ["min_place_fraction"] = Oracle.MinPlaceFraction,
                 ["min_background_fraction"] = Oracle.MinBackgroundFraction,
                 ["distance"] = "Euclidean in 0..255 RGB",
+                ["rules"] = new JsonObject
+                {
+                    ["defect"] = "mask: pixels within reserved_distance of either colour of the kind; present: >= min_defect_pixels mask pixels with at least one near each colour",
+                    ["colour_in_place"] = "pixels within colour_distance of the object colour in the place's own region (its box minus the other places' boxes), divided by that region's area, >= min_place_fraction",
+                    ["shape"] = $"pixels of the place box showing the colour (object) or the background colour (background), others unknown; each shape fitted over sizes size_min-1..size_max+1 and centres within center +- (center_jitter+1) in steps of {(global::FocusNFix.World.Oracle.FitStep)} px, a pixel inside when its centre is; error = disagreeing known pixels; decided when best error <= {(global::FocusNFix.World.Oracle.MaxFitError)} x object pixels and runner-up error >= best + {(global::FocusNFix.World.Oracle.MinFitMargin)}; undecided if another prompted object of the same colour is in an overlapping place",
+                    ["background"] = "fraction of all pixels within colour_distance of the background colour >= min_background_fraction",
+                },
             },
             ["splits"] = new JsonObject
             {

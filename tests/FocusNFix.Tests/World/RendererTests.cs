@@ -171,6 +171,34 @@ public class RendererTests
         }
     }
 
+    [Fact]
+    public void BatchesForTrainingCarryImagesAndMasks()
+    {
+        var scenes = Enumerable.Range(10, 4).Select(s => W.Generate(s)).ToList();
+        var (images, hazard, glitch) = WorldImage.ToBatch(scenes);
+        using (images) using (hazard) using (glitch)
+        {
+            Assert.Equal(new long[] { 4, 3, 32, 32 }, images.shape);
+            Assert.Equal(new long[] { 4, 1, 32, 32 }, hazard.shape);
+            for (int i = 0; i < 4; i++)
+            {
+                Assert.Equal(scenes[i].Rgb, WorldImage.FromTensor(images[i]));
+                Assert.Equal(scenes[i].HazardMask.Count(b => b), (int)hazard[i].sum().item<float>());
+                Assert.Equal(scenes[i].GlitchMask.Count(b => b), (int)glitch[i].sum().item<float>());
+                Assert.Equal(scenes[i].HazardMask, W.Oracle.Judge(images[i], scenes[i].Prompt).Hazard.Mask);
+            }
+        }
+        Assert.Throws<InvalidInputException>(() => WorldImage.ToBatch([]));
+    }
+
+    [Fact]
+    public void TooSmallWorldsAreRefused()
+    {
+        Assert.Contains("image size 16", Assert.Throws<InvalidInputException>(() => WorldSpec.Default(16)).Message);
+        var d = new SceneDescription("white", [new("red", "circle", "center"), new("red", "square", "center")]);
+        Assert.Contains("used twice", Assert.Throws<InvalidInputException>(() => W.Sampler.Realize(d, 1)).Message);
+    }
+
     internal static Rgb Pixel(RenderedScene r, int x, int y)
     {
         int p = 3 * (y * r.Width + x);
