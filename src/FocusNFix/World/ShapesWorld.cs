@@ -1,0 +1,43 @@
+namespace FocusNFix.World;
+
+/// <summary>
+/// The world in one object: its spec, sampler, renderer and oracle. Library entry points for the CLI
+/// (<c>fnf world ...</c>) and the trainers.
+/// </summary>
+public sealed class ShapesWorld
+{
+    public WorldSpec Spec { get; }
+    public SceneSampler Sampler { get; }
+    public Renderer Renderer { get; }
+    public Oracle Oracle { get; }
+
+    public ShapesWorld(WorldSpec spec)
+    {
+        Spec = spec;
+        Sampler = new SceneSampler(spec);
+        Renderer = new Renderer(spec);
+        Oracle = new Oracle(spec);
+    }
+
+    public static ShapesWorld Default(int size = 32) => new(WorldSpec.Default(size));
+
+    /// <summary>Loads world.json (a file or a folder holding one).</summary>
+    public static ShapesWorld Load(string path) => new(WorldSpec.Load(path));
+
+    /// <summary>Writes world.json to <paramref name="path"/> (a folder gets world.json inside it); returns the file path.</summary>
+    public string WriteSpec(string path)
+    {
+        if (Directory.Exists(path) || path.EndsWith('/') || path.EndsWith(Path.DirectorySeparatorChar)) path = Path.Combine(path, WorldSpec.FileName);
+        Spec.Save(path);
+        return path;
+    }
+
+    /// <summary>The rendered scene of a seed (optionally within a split): image, defect masks, scene.</summary>
+    public RenderedScene Generate(long seed, Split? split = null) => Renderer.Render(Sampler.Sample(seed, split));
+
+    /// <summary>A rendered scene for a prompt; geometry and defects drawn from the seed at the world's rates.</summary>
+    public RenderedScene Generate(string prompt, long seed) => Renderer.Render(Sampler.FromPrompt(prompt, seed));
+
+    public OracleReport Judge(byte[] rgb, string prompt) => Oracle.Judge(rgb, prompt);
+    public OracleReport Judge(float[] chw, string prompt) => Oracle.Judge(chw, prompt);
+}
