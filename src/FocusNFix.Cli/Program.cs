@@ -4,4 +4,5 @@ using FocusNFix.Cli;
 var root = new RootCommand("fnf: Focus-N-Fix region-aware reward fine-tuning for text-to-image diffusion models (diffusers folder format, safetensors only).");
 root.Subcommands.Add(SampleCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
+root.Subcommands.Add(WorldCommand.Create());
 return CliErrors.Run(() => root.Parse(args).Invoke());

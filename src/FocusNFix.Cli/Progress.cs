@@ -8,7 +8,11 @@ namespace FocusNFix.Cli;
 /// </summary>
 public static class Progress
 {
-    public static T Run<T>(string description, Func<Action<int, int>, T> work)
+    public static T Run<T>(string description, Func<Action<int, int>, T> work) =>
+        RunWithStatus(description, report => work((d, t) => report(d, t, null)));
+
+    /// <summary>Like <see cref="Run{T}"/>, with a live status text (loss, reward, ...) beside the bar.</summary>
+    public static T RunWithStatus<T>(string description, Func<Action<int, int, string?>, T> work)
     {
         if (!Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
         {
@@ -18,18 +22,23 @@ public static class Progress
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(description, maxValue: 1);
-                    result = work((done, total) => { task.MaxValue = total; task.Value = done; });
+                    result = work((done, total, status) =>
+                    {
+                        task.MaxValue = total;
+                        task.Value = done;
+                        if (status != null) task.Description = $"{description} [grey]{Markup.Escape(status)}[/]";
+                    });
                 });
             return result;
         }
         int lastPercent = -1;
         var started = DateTime.UtcNow;
-        return work((done, total) =>
+        return work((done, total, status) =>
         {
             int percent = total == 0 ? 100 : done * 100 / total;
             if (percent / 10 != lastPercent / 10 || done == total)
             {
-                Console.WriteLine($"{description}: {done}/{total} ({percent}%, {(DateTime.UtcNow - started).TotalSeconds:F1}s)");
+                Console.WriteLine($"{description}: {done}/{total} ({percent}%, {(DateTime.UtcNow - started).TotalSeconds:F1}s){(status != null ? ", " + status : "")}");
                 lastPercent = percent;
             }
         });

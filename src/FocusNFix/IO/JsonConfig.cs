@@ -95,7 +95,9 @@ public sealed class JsonConfig
     static double? ToDouble(JsonNode v)
     {
         if (v is not JsonValue jv) return null;
-        if (jv.TryGetValue<double>(out var d)) return d;
+        // Values built in code (not parsed) hold their CLR type, so read numbers through their JSON text.
+        if (jv.GetValueKind() == JsonValueKind.Number)
+            return double.Parse(jv.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
         if (jv.TryGetValue<string>(out var s))
             return s switch { "NaN" => double.NaN, "Infinity" => double.PositiveInfinity, "-Infinity" => double.NegativeInfinity, _ => null };
         return null;
@@ -112,10 +114,10 @@ public sealed class JsonConfig
 
     static int? ToInt(JsonNode v)
     {
-        if (v is JsonValue jv)
+        if (v is JsonValue jv && jv.GetValueKind() == JsonValueKind.Number)
         {
-            if (jv.TryGetValue<int>(out var i)) return i;
-            if (jv.TryGetValue<double>(out var d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
+            double d = double.Parse(jv.ToJsonString(), System.Globalization.CultureInfo.InvariantCulture);
+            if (d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
         }
         return null;
     }

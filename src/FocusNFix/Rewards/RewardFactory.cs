@@ -1,0 +1,70 @@
+using FocusNFix.Training;
+using FocusNFix.World;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Rewards;
+
+/// <summary>A heatmap source that may need the (prompt index, seed) key of each image (mask folders, box files).</summary>
+public delegate Tensor HeatmapFunction(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int PromptIndex, long Seed)> keys);
+
+/// <summary>Builds rewards and heatmap sources from their config entries (training configs, <c>fnf heatmap</c>, <c>fnf eval</c>).</summary>
+public static class RewardFactory
+{
+    public static readonly string[] RewardTypes = { "region-reward-model", "safety-checker", "aesthetic", "clip-score", "pick-score" };
+    public static readonly string[] HeatmapTypes = { "reward-model", "saliency", "onnx", "torchscript", "mask-folder", "boxes" };
+
+    public static IReward CreateReward(RewardSpec spec) => spec.Type switch
+    {
+        "region-reward-model" => RegionRewardModel.FromPretrained(spec.Path),
+        "safety-checker" => SafetyReward.FromPretrained(spec.Path),
+        "aesthetic" => AestheticReward.FromPretrained(spec.Path, spec.Extra ?? throw new InvalidInputException("reward 'aesthetic' needs extra = the MLP .safetensors file")),
+        "clip-score" => ClipScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
+        "pick-score" => PickScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
+        _ => throw new InvalidInputException($"reward type '{spec.Type}' is unknown (expected one of {string.Join(", ", RewardTypes)})"),
+    };
+
+    /// <summary>The weighted sum of the configured rewards (a single reward with weight 1 is returned as it is).</summary>
+    public static IReward CreateRewards(IReadOnlyList<RewardSpec> specs)
+    {
+        var parts = specs.Select(s => (CreateReward(s), s.Weight)).ToList();
+        return parts.Count == 1 && parts[0].Weight == 1.0 ? parts[0].Item1 : new WeightedReward(parts);
+    }
+
+    /// <param name="firstReward">the reward whose saliency a "saliency" source maps.</param>
+    public static HeatmapFunction CreateHeatmap(HeatmapSpec spec, IReward? firstReward = null)
+    {
+        string NeedPath() => spec.Path ?? throw new InvalidInputException($"heatmap type '{spec.Type}' needs a path");
+        switch (spec.Type)
+        {
+            case "reward-model":
+                var model = RegionRewardModel.FromPretrained(NeedPath());
+                return (images, prompts, _) => model.Heatmap(images, prompts);
+            case "onnx":
+                var onnx = new OnnxHeatmapSource(NeedPath());
+                return (images, prompts, _) => onnx.Heatmap(images, prompts);
+            case "torchscript":
+                var ts = new TorchScriptHeatmapSource(NeedPath());
+                return (images, prompts, _) => ts.Heatmap(images, prompts);
+            case "mask-folder":
+                var folder = new MaskFolderSource(NeedPath());
+                return folder.Heatmap;
+            case "boxes":
+                var boxes = new BoxesSource(NeedPath());
+                return boxes.Heatmap;
+            case "saliency":
+                var reward = spec.Path != null ? CreateReward(new RewardSpec { Type = "region-reward-model", Path = spec.Path })
+                    : firstReward ?? throw new InvalidInputException("heatmap type 'saliency' needs a reward");
+                IHeatmapSource source = spec.Method switch
+                {
+                    "gradient-x-input" => new GradientSaliency(reward, SaliencyMethod.GradientTimesInput),
+                    "smoothgrad" => new GradientSaliency(reward, SaliencyMethod.SmoothGrad),
+                    "grad-cam" => new GradCamSaliency(reward as IVisionTokenReward
+                        ?? throw new InvalidInputException($"grad-cam needs a CLIP-based reward (safety-checker, aesthetic, clip-score, pick-score), not {reward.Name}")),
+                    _ => throw new InvalidInputException($"saliency method '{spec.Method}' is unknown (expected gradient-x-input, smoothgrad or grad-cam)"),
+                };
+                return (images, prompts, _) => source.Heatmap(images, prompts);
+            default:
+                throw new InvalidInputException($"heatmap type '{spec.Type}' is unknown (expected one of {string.Join(", ", HeatmapTypes)})");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+using System.Text.Json;
+using FocusNFix.IO;
+using FocusNFix.Lora;
+using FocusNFix.Pipelines;
+using FocusNFix.Rewards;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Training;
+
+/// <summary>One logged training step (also the rows of the run's log.jsonl).</summary>
+public sealed record TrainStepLog(int Step, double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside,
+    double GradNorm, double LearningRate, bool Skipped, int SkippedTotal);
+
+/// <summary>
+/// The Focus-N-Fix trainer: LoRA on the frozen base UNet, trained by backprop through the last K sampling steps
+/// (DRaFT-K) to maximise the rewards while the region constraint keeps the image outside the mask as the original
+/// model drew it. The objectives draft (lambda = 0) and global (mask all zeros) run through the same loop.
+/// </summary>
+public sealed class FocusNFixTrainer : IDisposable
+{
+    public TrainingConfig Config { get; }
+    public string RunDir { get; }
+    readonly TextToImagePipeline _pipe;
+    readonly IReward _reward;
+    readonly OriginalCache _cache;
+    readonly LoraNetwork _lora;
+    readonly DifferentiableSampler _sampler;
+    readonly Tensor _uncond;
+    readonly Dictionary<string, Tensor> _condCache = new();
+    int _startStep;
+    int _skipped;
+
+    public const string FinalPeftName = "lora.safetensors";
+    public const string FinalKohyaName = "lora_kohya.safetensors";
+    public const string LogName = "log.jsonl";
+
+    public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null)
+    {
+        Config = config;
+        RunDir = config.OutputDir;
+        if (config.Threads > 0) set_num_threads(config.Threads);
+        Directory.CreateDirectory(RunDir);
+        var latest = resume ? LatestCheckpoint(RunDir) : null;
+        if (resume && latest == null) throw new InvalidInputException($"{RunDir}: --resume given but the run folder has no checkpoint");
+        if (!resume && Directory.Exists(Path.Combine(RunDir, "checkpoints")) && Directory.EnumerateDirectories(Path.Combine(RunDir, "checkpoints")).Any())
+            throw new InvalidInputException($"{RunDir}: the run folder already has checkpoints; pass --resume to continue it, or choose another output_dir");
+        AtomicFile.WriteAllText(Path.Combine(RunDir, "config.json"), config.ToJson());
+
+        manual_seed(config.Seed);
+        _pipe = TextToImagePipeline.Load(config.Model, new Device(config.Device), ParseDType(config.Dtype));
+        if (config.Sampling.Scheduler is { } s) _pipe.UseScheduler(s);
+        foreach (var p in _pipe.Unet.parameters().Concat(_pipe.TextEncoder.parameters())) p.requires_grad = false;
+        if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
+
+        _reward = RewardFactory.CreateRewards(config.Rewards);
+        var heatmap = RewardFactory.CreateHeatmap(config.Heatmap, _reward);
+        var pool = BuildPool(config);
+        bool zeroMasks = config.Objective == "global";
+        _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks,
+            config.Train.Cache == "disk" ? Path.Combine(RunDir, "cache") : null, progress: (d, t) => progress?.Invoke("caching originals", d, t));
+        SaveOriginals();
+
+        using (var g = new Generator((ulong)config.Seed + 1))
+            _lora = LoraNetwork.Attach(_pipe.Unet, new LoraConfig { Rank = config.Lora.Rank, Alpha = config.Lora.Alpha, TargetModules = config.Lora.TargetModules.ToArray() }, g);
+        _sampler = new DifferentiableSampler(_pipe)
+        {
+            Mode = config.Draft.Mode switch { "refl" => BackpropMode.Refl, "full" => BackpropMode.Full, _ => BackpropMode.DraftK },
+            K = config.Draft.K, Checkpointing = config.Draft.Checkpointing,
+            Steps = config.Sampling.Steps, GuidanceScale = config.Sampling.GuidanceScale,
+        };
+        using (no_grad()) _uncond = _pipe.EncodePrompts(new[] { "" }).DetachFromDisposeScope();
+        Optimizer = optim.AdamW(_lora.TrainableParameters(), lr: config.Optimizer.LearningRate, weight_decay: config.Optimizer.WeightDecay);
+        if (latest != null) LoadCheckpoint(latest);
+    }
+
+    public optim.Optimizer Optimizer { get; }
+    public LoraNetwork Lora => _lora;
+    public TextToImagePipeline Pipeline => _pipe;
+    public OriginalCache Cache => _cache;
+
+    static ScalarType ParseDType(string s) => s switch
+    {
+        "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, "float16" => ScalarType.Float16,
+        _ => throw new InvalidInputException($"dtype '{s}': expected float32, bfloat16 or float16"),
+    };
+
+    static SampleOptions SamplingOptions(TrainingConfig c) => new() { Steps = c.Sampling.Steps, GuidanceScale = c.Sampling.GuidanceScale, Eta = c.Sampling.Eta };
+
+    /// <summary>The training pool: prompts (file or world split) x seeds 0..N-1.</summary>
+    public static List<PoolEntry> BuildPool(TrainingConfig c)
+    {
+        IReadOnlyList<string> prompts;
+        if (c.Prompts.File is { } file)
+        {
+            if (!File.Exists(file)) throw new InvalidInputException($"{file}: prompt file not found");
+            prompts = File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
+        }
+        else
+        {
+            var world = World.ShapesWorld.Load(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(c.Model).TrimEnd('/'))!, World.WorldSpec.FileName));
+            prompts = World.PromptSplits.Prompts(world.Spec, World.PromptSplits.ParseSplit(c.Prompts.WorldSplit));
+        }
+        if (c.Prompts.Limit is int n) prompts = prompts.Take(n).ToList();
+        if (prompts.Count == 0) throw new InvalidInputException("the prompt pool is empty");
+        return prompts.SelectMany((p, i) => Enumerable.Range(0, c.Prompts.SeedsPerPrompt).Select(s => new PoolEntry(i, p, s))).ToList();
+    }
+
+    void SaveOriginals()
+    {
+        var dir = Path.Combine(RunDir, "originals");
+        for (int i = 0; i < _cache.Pool.Count; i++)
+        {
+            var e = _cache.Pool[i];
+            using var scope = NewDisposeScope();
+            var c = _cache.Get(i);
+            Images.SavePng(c.Image, Path.Combine(dir, $"{e.PromptIndex}_{e.Seed}.png"));
+            Masks.HeatmapMask.SavePng(c.Mask, Path.Combine(dir, $"{e.PromptIndex}_{e.Seed}_mask.png"));
+        }
+    }
+
+    /// <summary>The pool indices of step <paramref name="step"/>, micro-batch <paramref name="micro"/>: a function of (seed, step) only, so a resumed run sees the same batches.</summary>
+    public IReadOnlyList<int> BatchIndices(int step, int micro)
+    {
+        int perStep = Config.Train.BatchSize * Config.Optimizer.GradAccumulation;
+        long flat = (long)step * perStep + (long)micro * Config.Train.BatchSize;
+        int n = _cache.Pool.Count;
+        var result = new List<int>();
+        for (int k = 0; k < Config.Train.BatchSize; k++)
+        {
+            long pos = flat + k;
+            long epoch = pos / n;
+            var perm = Permutation(n, Config.Seed * 7919 + epoch);
+            result.Add(perm[(int)(pos % n)]);
+        }
+        return result;
+    }
+
+    static int[] Permutation(int n, long seed)
+    {
+        var rng = new Random((int)(seed % int.MaxValue));
+        var p = Enumerable.Range(0, n).ToArray();
+        rng.Shuffle(p);
+        return p;
+    }
+
+    Tensor Cond(IReadOnlyList<string> prompts)
+    {
+        var parts = prompts.Select(p =>
+        {
+            if (!_condCache.TryGetValue(p, out var e))
+                using (no_grad()) _condCache[p] = e = _pipe.EncodePrompts(new[] { p }).DetachFromDisposeScope();
+            return e;
+        }).ToList();
+        return cat(parts, 0);
+    }
+
+    /// <summary>Runs the remaining steps; returns the per-step log.</summary>
+    public List<TrainStepLog> Train(Action<TrainStepLog>? onStep = null, TensorBoardLog? tb = null, int? stopAfter = null)
+    {
+        var c = Config;
+        var logs = new List<TrainStepLog>();
+        var lossParams = _lora.TrainableParameters().ToList();
+        double lambda = c.Objective == "draft" ? 0.0 : c.Constraint.Lambda;
+        var norm = c.Constraint.Norm == "per-pixel" ? ConstraintNorm.PerPixel : ConstraintNorm.Frobenius;
+        int end = stopAfter.HasValue ? Math.Min(c.Train.Steps, stopAfter.Value) : c.Train.Steps;
+        for (int step = _startStep; step < end; step++)
+        {
+            double lr = c.Optimizer.LearningRate * Math.Min(1.0, (step + 1.0) / Math.Max(1, c.Optimizer.WarmupSteps));
+            foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
+            Optimizer.zero_grad();
+            double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0;
+            Tensor? lastImages = null;
+            for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
+            {
+                using var scope = NewDisposeScope();
+                var idx = BatchIndices(step, micro);
+                var prompts = idx.Select(i => _cache.Pool[i].Prompt).ToList();
+                var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
+                var cond = Cond(prompts);
+                var uncond = _uncond.expand(cond.shape);
+                var z = _sampler.Sample(noise, cond, uncond);
+                var images = (_pipe.DecodeRaw(z) / 2 + 0.5).clamp(0, 1);
+                var reward = _reward.Score(images, prompts);
+                var constraint = c.Constraint.Space == "latent"
+                    ? RegionConstraint.PerImage(z, z0, Masks.HeatmapMask.ResizeTo(masks, z.shape[2], z.shape[3]), norm)
+                    : RegionConstraint.PerImage(images, i0, masks, norm);
+                var loss = (-reward + lambda * constraint).mean() / c.Optimizer.GradAccumulation;
+                GradientCheckpoint.Backward(loss);
+                var (inside, outside) = RegionConstraint.MeanChange(images.detach(), i0, masks);
+                lossSum += loss.item<float>();
+                rewardSum += reward.mean().item<float>() / c.Optimizer.GradAccumulation;
+                constraintSum += constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
+                inSum += inside.mean().item<float>() / c.Optimizer.GradAccumulation;
+                outSum += outside.mean().item<float>() / c.Optimizer.GradAccumulation;
+                if (c.Train.SampleEvery > 0 && step % c.Train.SampleEvery == 0 && micro == 0)
+                    lastImages = images.detach().clone().DetachFromDisposeScope();
+            }
+            double gradNorm = nn.utils.clip_grad_norm_(lossParams, c.Optimizer.GradClip);
+            bool bad = !double.IsFinite(lossSum) || !double.IsFinite(gradNorm);
+            if (bad)
+            {
+                // Never let a NaN/Inf reach the weights or a checkpoint: drop this step's gradients.
+                Optimizer.zero_grad();
+                _skipped++;
+            }
+            else Optimizer.step();
+            var entry = new TrainStepLog(step, lossSum, rewardSum, constraintSum, inSum, outSum, gradNorm, lr, bad, _skipped);
+            logs.Add(entry);
+            AppendLog(entry);
+            if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
+            {
+                tb.Scalar("train/loss", lossSum, step);
+                tb.Scalar("train/reward", rewardSum, step);
+                tb.Scalar("train/constraint", constraintSum, step);
+                tb.Scalar("train/change_inside_mask", inSum, step);
+                tb.Scalar("train/change_outside_mask", outSum, step);
+                tb.Scalar("train/grad_norm", double.IsFinite(gradNorm) ? gradNorm : -1, step);
+                tb.Scalar("train/skipped_steps", _skipped, step);
+                if (lastImages is not null) tb.Images("train/samples", lastImages, step);
+            }
+            lastImages?.Dispose();
+            onStep?.Invoke(entry);
+            if (c.Train.CheckpointEvery > 0 && (step + 1) % c.Train.CheckpointEvery == 0 && step + 1 < c.Train.Steps)
+                SaveCheckpoint(step + 1);
+        }
+        if (end == c.Train.Steps)
+        {
+            _lora.SavePeft(Path.Combine(RunDir, FinalPeftName));
+            _lora.SaveKohya(Path.Combine(RunDir, FinalKohyaName));
+        }
+        return logs;
+    }
+
+    /// <summary>Test hook: replaces the next step's loss with NaN (to exercise the guard).</summary>
+    public int SkippedSteps => _skipped;
+
+    void AppendLog(TrainStepLog e) =>
+        File.AppendAllText(Path.Combine(RunDir, LogName), JsonSerializer.Serialize(e, TrainingConfig.Json).ReplaceLineEndings(" ") + "\n");
+
+    static string? LatestCheckpoint(string runDir)
+    {
+        var dir = Path.Combine(runDir, "checkpoints");
+        if (!Directory.Exists(dir)) return null;
+        return Directory.GetDirectories(dir, "step-*").Where(d => File.Exists(Path.Combine(d, "state.json"))).OrderBy(d => d, StringComparer.Ordinal).LastOrDefault();
+    }
+
+    /// <summary>
+    /// Writes LoRA weights, optimiser state, step, skip count and config into checkpoints/step-N, through a temporary
+    /// folder and a rename, so a killed run never leaves a half-written checkpoint. Keeps the two newest.
+    /// </summary>
+    public void SaveCheckpoint(int nextStep)
+    {
+        var root = Path.Combine(RunDir, "checkpoints");
+        Directory.CreateDirectory(root);
+        var final = Path.Combine(root, $"step-{nextStep:D6}");
+        var tmp = final + ".tmp";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        Directory.CreateDirectory(tmp);
+        Safetensors.Save(Path.Combine(tmp, "lora_state.safetensors"), _lora.StateDict());
+        Optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
+        File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(new
+        {
+            step = nextStep,
+            skipped_steps = _skipped,
+            seed = Config.Seed,
+            rng = "batches are a function of (seed, step) and the noise of each (prompt, seed) is cached; no global RNG state is consumed",
+        }, TrainingConfig.Json));
+        File.WriteAllText(Path.Combine(tmp, "config.json"), Config.ToJson());
+        if (Directory.Exists(final)) Directory.Delete(final, true);
+        Directory.Move(tmp, final);
+        foreach (var old in Directory.GetDirectories(root, "step-*").Where(d => !d.EndsWith(".tmp")).OrderBy(d => d, StringComparer.Ordinal).SkipLast(2))
+            Directory.Delete(old, true);
+    }
+
+    void LoadCheckpoint(string dir)
+    {
+        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "state.json"))).RootElement;
+        _startStep = state.GetProperty("step").GetInt32();
+        _skipped = state.GetProperty("skipped_steps").GetInt32();
+        var weights = Safetensors.Load(Path.Combine(dir, "lora_state.safetensors"));
+        _lora.LoadStateDict(weights, Path.Combine(dir, "lora_state.safetensors"));
+        Optimizer.load_state_dict(Path.Combine(dir, "optimizer.bin"));
+        // Keep log.jsonl consistent with the resumed step: drop rows the checkpoint does not cover.
+        var log = Path.Combine(RunDir, LogName);
+        if (File.Exists(log))
+        {
+            var kept = File.ReadAllLines(log).Where(l => JsonDocument.Parse(l).RootElement.GetProperty("step").GetInt32() < _startStep).ToList();
+            AtomicFile.WriteAllText(log, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+        }
+    }
+
+    public int StartStep => _startStep;
+
+    public void Dispose()
+    {
+        _cache.Dispose();
+        _uncond.Dispose();
+        foreach (var t in _condCache.Values) t.Dispose();
+        _pipe.Dispose();
+        (_reward as IDisposable)?.Dispose();
+    }
+}

@@ -1,0 +1,97 @@
+using FocusNFix.IO;
+using FocusNFix.Masks;
+using FocusNFix.Pipelines;
+using FocusNFix.Rewards;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Training;
+
+/// <summary>One (prompt, seed) pair of the training pool.</summary>
+public sealed record PoolEntry(int PromptIndex, string Prompt, long Seed);
+
+/// <summary>What the frozen model made for a pool entry: noise x_T, the final latents z0, the image I0, its heatmap and mask M(I0).</summary>
+public sealed record CachedOriginal(Tensor Noise, Tensor Latents, Tensor Image, Tensor Heatmap, Tensor Mask);
+
+/// <summary>
+/// I0 and M(I0) depend only on (prompt, seed), never on the trained weights, so they are computed once and reused
+/// every epoch: in memory, or on disk (one safetensors file per entry) for large pools.
+/// </summary>
+public sealed class OriginalCache : IDisposable
+{
+    readonly Dictionary<int, CachedOriginal> _memory = new();
+    readonly string? _folder;
+    public IReadOnlyList<PoolEntry> Pool { get; }
+
+    OriginalCache(IReadOnlyList<PoolEntry> pool, string? folder) { Pool = pool; _folder = folder; }
+
+    /// <param name="folder">null keeps everything in memory; otherwise entries are written there.</param>
+    /// <param name="maskOverride">"zeros" for the global-constraint baseline (keep the whole image).</param>
+    public static OriginalCache Build(TextToImagePipeline pipe, IReadOnlyList<PoolEntry> pool, SampleOptions sampling,
+        HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null)
+    {
+        var cache = new OriginalCache(pool, folder);
+        if (folder != null) Directory.CreateDirectory(folder);
+        for (int start = 0; start < pool.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var chunk = Enumerable.Range(start, Math.Min(batchSize, pool.Count - start)).ToList();
+            var prompts = chunk.Select(i => pool[i].Prompt).ToList();
+            var seeds = chunk.Select(i => pool[i].Seed).ToList();
+            var image = pipe.Sample(prompts, new SampleOptions
+            {
+                Steps = sampling.Steps, GuidanceScale = sampling.GuidanceScale, Eta = sampling.Eta, Seeds = seeds,
+                Height = sampling.Height, Width = sampling.Width,
+            });
+            var h = image.Images.shape[2];
+            var w = image.Images.shape[3];
+            var noise = pipe.NoiseFromSeeds(seeds, (int)(h / pipe.VaeScaleFactor), (int)(w / pipe.VaeScaleFactor));
+            Tensor heat;
+            using (no_grad()) heat = heatmap(image.Images, prompts, chunk.Select(i => (pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
+            var mask = zeroMasks ? zeros_like(heat) : HeatmapMask.FromHeatmap(heat, maskOptions);
+            for (int k = 0; k < chunk.Count; k++)
+            {
+                var entry = new CachedOriginal(noise[k].clone(), image.FinalLatents[k].clone(), image.Images[k].clone(), heat[k].clone(), mask[k].clone());
+                cache.Store(chunk[k], entry);
+            }
+            progress?.Invoke(start + chunk.Count, pool.Count);
+        }
+        return cache;
+    }
+
+    void Store(int index, CachedOriginal e)
+    {
+        if (_folder == null)
+        {
+            foreach (var t in new[] { e.Noise, e.Latents, e.Image, e.Heatmap, e.Mask }) t.DetachFromDisposeScope();
+            _memory[index] = e;
+            return;
+        }
+        Safetensors.Save(Path.Combine(_folder, $"{index}.safetensors"), new Dictionary<string, Tensor>
+        {
+            ["noise"] = e.Noise, ["latents"] = e.Latents, ["image"] = e.Image, ["heatmap"] = e.Heatmap, ["mask"] = e.Mask,
+        });
+    }
+
+    /// <summary>The cached tensors of one entry (from disk: fresh tensors the caller's dispose scope owns).</summary>
+    public CachedOriginal Get(int index)
+    {
+        if (_folder == null) return _memory[index];
+        var d = Safetensors.Load(Path.Combine(_folder, $"{index}.safetensors"));
+        return new CachedOriginal(d["noise"], d["latents"], d["image"], d["heatmap"], d["mask"]);
+    }
+
+    /// <summary>Stacks the entries of a batch: (noise, latents, images, heatmaps, masks), each [B,...].</summary>
+    public (Tensor Noise, Tensor Latents, Tensor Images, Tensor Heatmaps, Tensor Masks) Batch(IReadOnlyList<int> indices, Device device)
+    {
+        var items = indices.Select(Get).ToList();
+        Tensor S(Func<CachedOriginal, Tensor> f) => stack(items.Select(f).ToList()).to(device);
+        return (S(e => e.Noise), S(e => e.Latents), S(e => e.Image), S(e => e.Heatmap), S(e => e.Mask));
+    }
+
+    public void Dispose()
+    {
+        foreach (var e in _memory.Values)
+            foreach (var t in new[] { e.Noise, e.Latents, e.Image, e.Heatmap, e.Mask }) t.Dispose();
+        _memory.Clear();
+    }
+}

@@ -1,0 +1,174 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using FocusNFix.Masks;
+
+namespace FocusNFix.Training;
+
+/// <summary>
+/// One Focus-N-Fix training run, as one JSON file (snake_case keys). Every field, its meaning and its default are
+/// documented here and in README.md ("Training config"); <c>fnf train --print-config</c> prints the defaults.
+/// </summary>
+public sealed class TrainingConfig
+{
+    /// <summary>Pipeline folder (diffusers layout) of the frozen base model.</summary>
+    public string Model { get; set; } = "models/shapesworld/base";
+    /// <summary>focus-n-fix (region constraint), draft (lambda = 0) or global (mask all zeros: the whole image is kept).</summary>
+    public string Objective { get; set; } = "focus-n-fix";
+    /// <summary>Run folder: config copy, logs, checkpoints, final LoRA files.</summary>
+    public string OutputDir { get; set; } = "runs/train";
+    public long Seed { get; set; }
+    public string Device { get; set; } = "cpu";
+    public string Dtype { get; set; } = "float32";
+    /// <summary>CPU threads for torch (0 = torch's default).</summary>
+    public int Threads { get; set; }
+    public PromptConfig Prompts { get; set; } = new();
+    public SamplingConfig Sampling { get; set; } = new();
+    public DraftConfig Draft { get; set; } = new();
+    public LoraSection Lora { get; set; } = new();
+    /// <summary>Rewards to maximise, summed with their weights.</summary>
+    public List<RewardSpec> Rewards { get; set; } = new() { new RewardSpec() };
+    /// <summary>Where the problem-region heatmaps of the original images come from.</summary>
+    public HeatmapSpec Heatmap { get; set; } = new();
+    public MaskOptions Mask { get; set; } = new();
+    public ConstraintConfig Constraint { get; set; } = new();
+    public OptimizerConfig Optimizer { get; set; } = new();
+    public TrainLoopConfig Train { get; set; } = new();
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static TrainingConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidInputException($"{path}: config file not found");
+        TrainingConfig? c;
+        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json); }
+        catch (JsonException e) { throw new InvalidInputException($"{path}: {e.Message}"); }
+        if (c == null) throw new InvalidInputException($"{path}: empty config");
+        c.Validate(path);
+        return c;
+    }
+
+    public static readonly string[] Objectives = { "focus-n-fix", "draft", "global" };
+
+    public void Validate(string source)
+    {
+        void Fail(string key, object? value, string expected) => throw new InvalidInputException($"{source}: {key} = {value}: expected {expected}");
+        if (!Objectives.Contains(Objective)) Fail("objective", Objective, string.Join(", ", Objectives));
+        if (Sampling.Steps < 1) Fail("sampling.steps", Sampling.Steps, "at least 1");
+        if (Draft.Mode is not ("draft-k" or "refl" or "full")) Fail("draft.mode", Draft.Mode, "draft-k, refl or full");
+        if (Draft.K < 1 || Draft.K > Sampling.Steps) Fail("draft.k", Draft.K, $"between 1 and sampling.steps ({Sampling.Steps})");
+        if (Lora.Rank < 1) Fail("lora.rank", Lora.Rank, "at least 1");
+        if (Rewards.Count == 0) Fail("rewards", "[]", "at least one reward");
+        if (Constraint.Norm is not ("frobenius" or "per-pixel")) Fail("constraint.norm", Constraint.Norm, "frobenius or per-pixel");
+        if (Constraint.Space is not ("pixel" or "latent")) Fail("constraint.space", Constraint.Space, "pixel or latent");
+        if (Constraint.Lambda < 0) Fail("constraint.lambda", Constraint.Lambda, "a non-negative number");
+        if (Train.Steps < 1) Fail("train.steps", Train.Steps, "at least 1");
+        if (Train.BatchSize < 1) Fail("train.batch_size", Train.BatchSize, "at least 1");
+        if (Optimizer.GradAccumulation < 1) Fail("optimizer.grad_accumulation", Optimizer.GradAccumulation, "at least 1");
+        if (Train.Cache is not ("memory" or "disk")) Fail("train.cache", Train.Cache, "memory or disk");
+        Mask.Validate();
+    }
+}
+
+public sealed class PromptConfig
+{
+    /// <summary>A text file with one prompt per line; null takes the world's split below.</summary>
+    public string? File { get; set; }
+    /// <summary>ShapesWorld split used when no file is given: train, val or test.</summary>
+    public string WorldSplit { get; set; } = "train";
+    /// <summary>Use only the first N prompts (null: all).</summary>
+    public int? Limit { get; set; } = 64;
+    /// <summary>Seeds per prompt in the training pool: (prompt, seed) pairs with seeds 0..N-1.</summary>
+    public int SeedsPerPrompt { get; set; } = 4;
+    /// <summary>Only prompts whose original image has a non-empty mask or all of them. Clean images teach "leave it alone".</summary>
+    public bool OnlyProblematic { get; set; }
+}
+
+public sealed class SamplingConfig
+{
+    /// <summary>Denoising steps T (DDIM, eta below).</summary>
+    public int Steps { get; set; } = 20;
+    public double GuidanceScale { get; set; } = 3.0;
+    public double Eta { get; set; }
+    /// <summary>Scheduler by CLI name (null: the pipeline's own).</summary>
+    public string? Scheduler { get; set; }
+}
+
+public sealed class DraftConfig
+{
+    /// <summary>draft-k: gradient through the last K steps; refl: through one step's predicted x0 at step T-K; full: every step (K = T).</summary>
+    public string Mode { get; set; } = "draft-k";
+    public int K { get; set; } = 2;
+    /// <summary>Recompute each UNet call in backward instead of storing its activations (memory grows only by the saved inputs).</summary>
+    public bool Checkpointing { get; set; } = true;
+}
+
+public sealed class LoraSection
+{
+    public int Rank { get; set; } = 8;
+    public double Alpha { get; set; } = 8;
+    public List<string> TargetModules { get; set; } = new() { "to_q", "to_k", "to_v", "to_out.0" };
+}
+
+public sealed class RewardSpec
+{
+    /// <summary>region-reward-model (ShapesWorld reward-hazard/reward-glitch folders), safety-checker, aesthetic, clip-score or pick-score.</summary>
+    public string Type { get; set; } = "region-reward-model";
+    /// <summary>Model folder (or file) of the reward.</summary>
+    public string Path { get; set; } = "models/shapesworld/reward-hazard";
+    public double Weight { get; set; } = 1.0;
+    /// <summary>Extra files some rewards need: the aesthetic MLP (.safetensors), the tokenizer folder of CLIP rewards.</summary>
+    public string? Extra { get; set; }
+}
+
+public sealed class HeatmapSpec
+{
+    /// <summary>
+    /// reward-model (the region reward model's heatmap at Path), saliency (of the first reward: method below), onnx,
+    /// torchscript, mask-folder (PNG masks named promptindex_seed.png) or boxes (a JSON file of boxes).
+    /// </summary>
+    public string Type { get; set; } = "reward-model";
+    public string? Path { get; set; } = "models/shapesworld/reward-hazard";
+    /// <summary>Saliency method: gradient-x-input, smoothgrad or grad-cam.</summary>
+    public string Method { get; set; } = "gradient-x-input";
+}
+
+public sealed class ConstraintConfig
+{
+    /// <summary>lambda: weight of ||(1 - M) * (I - I0)|| (ignored by the draft objective, which uses 0).</summary>
+    public double Lambda { get; set; } = 1.0;
+    /// <summary>frobenius: the paper's unsquared Frobenius norm per image; per-pixel: sqrt of the mean squared masked difference (resolution-free).</summary>
+    public string Norm { get; set; } = "frobenius";
+    /// <summary>pixel: compare decoded images in [0,1]; latent: compare latents with the mask area-downsampled (no decode needed for the constraint).</summary>
+    public string Space { get; set; } = "pixel";
+}
+
+public sealed class OptimizerConfig
+{
+    public double LearningRate { get; set; } = 1e-3;
+    public double WeightDecay { get; set; }
+    public double GradClip { get; set; } = 1.0;
+    public int WarmupSteps { get; set; } = 5;
+    public int GradAccumulation { get; set; } = 1;
+}
+
+public sealed class TrainLoopConfig
+{
+    public int Steps { get; set; } = 60;
+    public int BatchSize { get; set; } = 4;
+    public int LogEvery { get; set; } = 1;
+    /// <summary>A sample grid goes to TensorBoard every N steps (0: never).</summary>
+    public int SampleEvery { get; set; } = 20;
+    public int CheckpointEvery { get; set; } = 20;
+    /// <summary>Where the cache of original images and masks lives: memory, or disk (under the run folder) for large pools.</summary>
+    public string Cache { get; set; } = "memory";
+}
