@@ -1,0 +1,231 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using FocusNFix.IO;
+
+namespace FocusNFix.Evaluation;
+
+/// <summary>
+/// Names of the preservation metrics (fine-tuned image vs the base image from the same seed) as report.json and the
+/// report tables spell them. Reward, judge and oracle figures use whatever keys the evaluation gives them.
+/// </summary>
+public static class MetricNames
+{
+    public const string Psnr = "psnr", PsnrInside = "psnr_inside", PsnrOutside = "psnr_outside";
+    public const string Ssim = "ssim", SsimInside = "ssim_inside", SsimOutside = "ssim_outside";
+    public const string ChangedShareInside = "changed_share_inside";
+
+    /// <summary>The preservation metrics, in the order the report shows them.</summary>
+    public static readonly IReadOnlyList<string> Preservation =
+        new[] { Psnr, PsnrInside, PsnrOutside, Ssim, SsimInside, SsimOutside, ChangedShareInside };
+}
+
+public enum Aggregation { Mean, Median }
+
+/// <summary>One generated image and its figures.</summary>
+public sealed class ImageRecord
+{
+    public int PromptIndex { get; set; }
+    public long Seed { get; set; }
+    public string Prompt { get; set; } = "";
+    public string Method { get; set; } = "";
+    /// <summary>Path of the PNG relative to the report folder, with '/' separators.</summary>
+    public string ImagePath { get; set; } = "";
+    /// <summary>Metric name to value; NaN where a metric is undefined for this image (e.g. PSNR inside an empty mask).</summary>
+    public Dictionary<string, double> Metrics { get; set; } = new();
+}
+
+/// <summary>
+/// One method's figures over all its images. Each aggregate skips NaN values (<see cref="Counts"/> says how many
+/// values went in) and is the aggregate <see cref="AggregationFor"/> names: the median for <c>psnr</c> and
+/// <c>psnr_*</c> (PSNR of identical images is +Infinity, which would swamp a mean), the mean for everything else.
+/// A metric with no non-NaN value is absent.
+/// </summary>
+public sealed class MethodSummary
+{
+    public string Method { get; set; } = "";
+    public Dictionary<string, double> Aggregates { get; set; } = new();
+    /// <summary>Per metric, how many non-NaN values the aggregate was taken over.</summary>
+    public Dictionary<string, int> Counts { get; set; } = new();
+    /// <summary>How many images of this method there were.</summary>
+    public int Images { get; set; }
+
+    public static Aggregation AggregationFor(string metric) =>
+        metric == MetricNames.Psnr || metric.StartsWith("psnr_", StringComparison.Ordinal) ? Aggregation.Median : Aggregation.Mean;
+}
+
+/// <summary>One point of a training curve: the logged values (reward, constraint, loss ...) at a step.</summary>
+public sealed class CurvePoint
+{
+    public int Step { get; set; }
+    public Dictionary<string, double> Values { get; set; } = new();
+}
+
+/// <summary>A method's training log, plotted as one line per value against the step.</summary>
+public sealed class TrainingCurve
+{
+    public string Method { get; set; } = "";
+    public List<CurvePoint> Points { get; set; } = new();
+
+    public TrainingCurve Add(int step, Dictionary<string, double> values)
+    {
+        Points.Add(new CurvePoint { Step = step, Values = values });
+        return this;
+    }
+}
+
+/// <summary>
+/// The pictures shown for one (prompt, seed): base | heatmap overlay | mask | each method's image with its difference
+/// map to the base image under it. Paths are relative to the report folder; any may be missing (null / absent).
+/// </summary>
+public sealed class PictureRow
+{
+    public int PromptIndex { get; set; }
+    public long Seed { get; set; }
+    public string Prompt { get; set; } = "";
+    public string? BaseImage { get; set; }
+    public string? HeatmapOverlay { get; set; }
+    public string? Mask { get; set; }
+    /// <summary>Method name to its image (the base method's image is <see cref="BaseImage"/>).</summary>
+    public Dictionary<string, string> MethodImages { get; set; } = new();
+    /// <summary>Method name to its difference map against the base image.</summary>
+    public Dictionary<string, string> DiffMaps { get; set; } = new();
+}
+
+/// <summary>
+/// Everything an evaluation produced; report.json is this object. JSON property names are snake_case (dictionary
+/// keys such as metric and method names are kept as given). Non-finite numbers are written as the JSON strings
+/// <c>"Infinity"</c>, <c>"-Infinity"</c> and <c>"NaN"</c> (Python: <c>float(s)</c> reads them) and read back
+/// the same way.
+/// </summary>
+public sealed class EvaluationResult
+{
+    public const int CurrentFormatVersion = 1;
+
+    public int FormatVersion { get; set; } = CurrentFormatVersion;
+    public string Title { get; set; } = "Evaluation";
+    public string BaseModel { get; set; } = "";
+    /// <summary>Which entry of <see cref="Methods"/> is the unmodified model (the reference of the "vs base" deltas).</summary>
+    public string BaseMethod { get; set; } = "base";
+    /// <summary>The metric key of the reward being fixed; shown first and highlighted. Null when there is none.</summary>
+    public string? TargetMetric { get; set; }
+    /// <summary>Methods in display order, e.g. base, draft, global, focus-n-fix.</summary>
+    public List<string> Methods { get; set; } = new();
+    public List<string> Prompts { get; set; } = new();
+    public List<long> Seeds { get; set; } = new();
+    public List<ImageRecord> Images { get; set; } = new();
+    public List<MethodSummary> Summaries { get; set; } = new();
+    public List<TrainingCurve> Curves { get; set; } = new();
+    /// <summary>Free-form facts: commands, wall time, configuration.</summary>
+    public Dictionary<string, string> Notes { get; set; } = new();
+    public List<PictureRow> Rows { get; set; } = new();
+
+    /// <summary>Aggregates one method's images (see <see cref="MethodSummary"/> for the rules).</summary>
+    public static MethodSummary Summarise(string method, IEnumerable<ImageRecord> images)
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(images);
+        var mine = images.Where(i => i.Method == method).ToList();
+        var values = new Dictionary<string, List<double>>();
+        var order = new List<string>();
+        foreach (var image in mine)
+            foreach (var (key, v) in image.Metrics)
+            {
+                if (!values.TryGetValue(key, out var list)) { values[key] = list = new List<double>(); order.Add(key); }
+                if (!double.IsNaN(v)) list.Add(v);
+            }
+        var summary = new MethodSummary { Method = method, Images = mine.Count };
+        foreach (var key in order)
+        {
+            var list = values[key];
+            summary.Counts[key] = list.Count;
+            if (list.Count == 0) continue;
+            summary.Aggregates[key] = MethodSummary.AggregationFor(key) == Aggregation.Median ? Median(list) : list.Average();
+        }
+        return summary;
+    }
+
+    /// <summary>Replaces <see cref="Summaries"/> with one per method (those of <see cref="Methods"/>, then any other method found in the images).</summary>
+    public void ComputeSummaries()
+    {
+        Summaries = AllMethods().Select(m => Summarise(m, Images)).ToList();
+    }
+
+    /// <summary><see cref="Methods"/> followed by methods that only occur in images, summaries, curves or picture rows.</summary>
+    public List<string> AllMethods()
+    {
+        var all = new List<string>(Methods);
+        void Add(string m) { if (!all.Contains(m)) all.Add(m); }
+        foreach (var i in Images) Add(i.Method);
+        foreach (var s in Summaries) Add(s.Method);
+        foreach (var c in Curves) Add(c.Method);
+        foreach (var row in Rows) foreach (var m in row.MethodImages.Keys.Concat(row.DiffMaps.Keys)) Add(m);
+        return all;
+    }
+
+    static double Median(List<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToArray();
+        int n = sorted.Length;
+        if (n % 2 == 1) return sorted[n / 2];
+        double lo = sorted[n / 2 - 1], hi = sorted[n / 2];
+        return lo == hi ? lo : lo / 2 + hi / 2;  // halves first: +Inf + +Inf stays +Inf, no overflow
+    }
+
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    /// <summary>Parses report.json text; <paramref name="source"/> names it in error messages.</summary>
+    public static EvaluationResult FromJson(string json, string source = "report.json")
+    {
+        EvaluationResult? r;
+        try { r = JsonSerializer.Deserialize<EvaluationResult>(json, JsonOptions); }
+        catch (JsonException e) { throw new InvalidInputException($"{source}: not a valid evaluation report ({e.Message})"); }
+        if (r is null) throw new InvalidInputException($"{source}: not a valid evaluation report (null)");
+        if (r.FormatVersion > CurrentFormatVersion)
+            throw new InvalidInputException($"{source}: format_version {r.FormatVersion} is newer than this program reads ({CurrentFormatVersion})");
+        r.Normalise();
+        return r;
+    }
+
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson() + "\n");
+
+    public static EvaluationResult Load(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidInputException($"{path}: evaluation report not found");
+        return FromJson(File.ReadAllText(path), path);
+    }
+
+    public EvaluationResult Clone() => FromJson(ToJson(), "clone");
+
+    // JSON null for a collection or string leaves it null; the rest of the code may assume none are.
+    void Normalise()
+    {
+        Title ??= "";
+        BaseModel ??= "";
+        BaseMethod ??= "base";
+        Methods = (Methods ?? new()).Where(m => m is not null).ToList();
+        Prompts = (Prompts ?? new()).Select(p => p ?? "").ToList();
+        Seeds ??= new();
+        Notes ??= new();
+        Images = (Images ?? new()).Where(i => i is not null).ToList();
+        foreach (var i in Images) { i.Prompt ??= ""; i.Method ??= ""; i.ImagePath ??= ""; i.Metrics ??= new(); }
+        Summaries = (Summaries ?? new()).Where(s => s is not null).ToList();
+        foreach (var s in Summaries) { s.Method ??= ""; s.Aggregates ??= new(); s.Counts ??= new(); }
+        Curves = (Curves ?? new()).Where(c => c is not null).ToList();
+        foreach (var c in Curves)
+        {
+            c.Method ??= "";
+            c.Points = (c.Points ?? new()).Where(p => p is not null).ToList();
+            foreach (var p in c.Points) p.Values ??= new();
+        }
+        Rows = (Rows ?? new()).Where(r => r is not null).ToList();
+        foreach (var row in Rows) { row.Prompt ??= ""; row.MethodImages ??= new(); row.DiffMaps ??= new(); }
+    }
+}

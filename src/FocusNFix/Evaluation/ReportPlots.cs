@@ -1,0 +1,131 @@
+using System.Text;
+using FocusNFix.IO;
+using ScottPlot;
+
+namespace FocusNFix.Evaluation;
+
+/// <summary>A plot written into the report folder: path relative to the folder, caption, and "curve" or "bar".</summary>
+public sealed record PlotFile(string RelativePath, string Caption, string Kind);
+
+/// <summary>
+/// The report's plots, rendered headless with ScottPlot 5 (SkiaSharp): one line plot per training-curve value
+/// (each method a line, against the step) and one bar chart per aggregate metric (one bar per method).
+/// </summary>
+public static class ReportPlots
+{
+    public const int CurveWidth = 640, CurveHeight = 400, BarWidth = 480, BarHeight = 360;
+
+    /// <summary>Writes the PNGs into <paramref name="folder"/> atomically; returns them in display order.</summary>
+    public static List<PlotFile> Write(EvaluationResult r, string folder, string relativeFolder)
+    {
+        var plots = new List<PlotFile>();
+        var methods = r.AllMethods();
+        Color ColourOf(string method) => Palette.GetColor(Math.Max(0, methods.IndexOf(method)));
+        var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        string FileFor(string prefix, string key)
+        {
+            var stem = prefix + "_" + Slug(key);
+            var name = stem + ".png";
+            for (int i = 2; !used.Add(name); i++) name = $"{stem}_{i}.png";
+            return name;
+        }
+
+        foreach (var key in CurveKeys(r))
+        {
+            var lines = r.Curves
+                .Select(c => (c.Method, Points: c.Points.Where(p => p.Values.TryGetValue(key, out var v) && double.IsFinite(v))
+                                                      .OrderBy(p => p.Step).ToList()))
+                .Where(l => l.Points.Count > 0).ToList();
+            if (lines.Count == 0) continue;
+            var name = FileFor("curve", key);
+            var bytes = CurvePng(key, lines.Select(l => (l.Method, ColourOf(l.Method), l.Points.Select(p => (double)p.Step).ToArray(),
+                                                         l.Points.Select(p => p.Values[key]).ToArray())).ToList());
+            AtomicFile.WriteAllBytes(Path.Combine(folder, name), bytes);
+            plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} against training step", "curve"));
+        }
+
+        var summaries = ReportWriter.OrderedSummaries(r);
+        foreach (var metric in ReportWriter.MetricColumns(r))
+        {
+            var bars = summaries.Where(s => s.Aggregates.TryGetValue(metric, out var v) && double.IsFinite(v))
+                                .Select(s => (s.Method, ColourOf(s.Method), s.Aggregates[metric])).ToList();
+            if (bars.Count == 0) continue;
+            int omitted = summaries.Count(s => s.Aggregates.TryGetValue(metric, out var v) && !double.IsFinite(v));
+            var agg = MethodSummary.AggregationFor(metric) == Aggregation.Median ? "median" : "mean";
+            var caption = $"{metric} ({agg}) per method" + (omitted > 0 ? $"; {omitted} non-finite value(s) not drawn" : "");
+            var name = FileFor("bar", metric);
+            AtomicFile.WriteAllBytes(Path.Combine(folder, name), BarPng($"{metric} ({agg})", bars, r.TargetMetric == metric));
+            plots.Add(new PlotFile(relativeFolder + "/" + name, caption, "bar"));
+        }
+        return plots;
+    }
+
+    static List<string> CurveKeys(EvaluationResult r) =>
+        r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys).Distinct().ToList();
+
+    // One colour per method in every plot (the methods' display order picks it).
+    static readonly IPalette Palette = new ScottPlot.Palettes.Category10();
+
+    static Plot NewPlot() => new();
+
+    static byte[] CurvePng(string key, List<(string Method, Color Colour, double[] Steps, double[] Values)> lines)
+    {
+        var plot = NewPlot();
+        try
+        {
+            foreach (var (method, colour, steps, values) in lines)
+            {
+                var line = steps.Length == 1 ? plot.Add.Scatter(steps, values) : plot.Add.ScatterLine(steps, values);
+                line.LegendText = method;
+                line.Color = colour;
+                line.LineWidth = 2;
+                line.MarkerSize = steps.Length <= 30 ? 5 : 0;
+                if (steps.Length == 1) line.MarkerSize = 7;
+            }
+            plot.Title(key);
+            plot.XLabel("training step");
+            plot.YLabel(key);
+            if (lines.Count > 1) plot.ShowLegend(Edge.Right);  // outside the data area: it never hides a line
+            return plot.GetImageBytes(CurveWidth, CurveHeight, ImageFormat.Png);
+        }
+        finally { plot.Dispose(); }
+    }
+
+    static byte[] BarPng(string title, List<(string Method, Color Colour, double Value)> values, bool target)
+    {
+        var plot = NewPlot();
+        try
+        {
+            var bars = values.Select((v, i) => new Bar
+            {
+                Position = i,
+                Value = v.Value,
+                FillColor = v.Colour,
+                Label = ReportWriter.Format(v.Value),
+            }).ToArray();
+            var barPlot = plot.Add.Bars(bars);
+            barPlot.ValueLabelStyle.FontSize = 13;
+            var ticks = values.Select((v, i) => new Tick(i, v.Method)).ToArray();
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
+            plot.Axes.Bottom.MajorTickStyle.Length = 0;
+            plot.HideGrid();
+            bool allNonNegative = values.All(v => v.Value >= 0), allNonPositive = values.All(v => v.Value <= 0);
+            // Bars grow from the axis, not from mid-air; the far side keeps room for the value labels.
+            if (allNonNegative) plot.Axes.Margins(bottom: 0, top: 0.15);
+            else if (allNonPositive) plot.Axes.Margins(bottom: 0.15, top: 0);
+            else plot.Axes.Margins(bottom: 0.15, top: 0.15);
+            plot.Title(target ? title + " — target" : title);
+            return plot.GetImageBytes(BarWidth, BarHeight, ImageFormat.Png);
+        }
+        finally { plot.Dispose(); }
+    }
+
+    /// <summary>File-name-safe form of a metric name: letters, digits, '-' and '_' kept, everything else '_'.</summary>
+    internal static string Slug(string key)
+    {
+        var sb = new StringBuilder();
+        foreach (var ch in key) sb.Append(char.IsAsciiLetterOrDigit(ch) || ch == '-' || ch == '_' ? ch : '_');
+        var s = sb.ToString().Trim('_');
+        return s.Length == 0 ? "metric" : s.Length > 60 ? s[..60] : s;
+    }
+}
