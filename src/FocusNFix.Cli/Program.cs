@@ -5,4 +5,6 @@ var root = new RootCommand("fnf: Focus-N-Fix region-aware reward fine-tuning for
 root.Subcommands.Add(SampleCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(WorldCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(DemoCommand.Create());
 return CliErrors.Run(() => root.Parse(args).Invoke());

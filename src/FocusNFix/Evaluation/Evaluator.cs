@@ -1,0 +1,224 @@
+using FocusNFix.IO;
+using FocusNFix.Lora;
+using FocusNFix.Masks;
+using FocusNFix.Pipelines;
+using FocusNFix.Rewards;
+using FocusNFix.World;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Evaluation;
+
+/// <summary>A per-image scorer: images [B,3,H,W] in [0,1] and prompts to one value per image.</summary>
+public delegate double[] ImageScorer(Tensor images, IReadOnlyList<string> prompts);
+
+/// <summary>What <see cref="Evaluator"/> compares and with which instruments.</summary>
+public sealed class EvalSetup
+{
+    public required IReadOnlyList<string> Prompts { get; init; }
+    public required IReadOnlyList<long> Seeds { get; init; }
+    /// <summary>The fine-tuned methods: name and LoRA file (the base model is always evaluated, as "base").</summary>
+    public IReadOnlyList<(string Method, string LoraPath)> Loras { get; init; } = Array.Empty<(string, string)>();
+    public int Steps { get; init; } = 20;
+    public double GuidanceScale { get; init; } = 3.0;
+    /// <summary>The reward being fixed (reported as <see cref="TargetName"/>).</summary>
+    public required IReward Target { get; init; }
+    public string TargetName { get; init; } = "target_reward";
+    /// <summary>Rewards and judges that were not optimised, by metric name.</summary>
+    public IReadOnlyDictionary<string, ImageScorer> Others { get; init; } = new Dictionary<string, ImageScorer>();
+    /// <summary>The problem-region heatmap of the base image, whose mask splits preservation into inside/outside.</summary>
+    public required HeatmapFunction Heatmap { get; init; }
+    public MaskOptions Mask { get; init; } = new();
+    /// <summary>The world whose oracle judges the images, when there is one (ShapesWorld).</summary>
+    public ShapesWorld? World { get; init; }
+    /// <summary>How many (prompt, seed) pairs get a row of pictures in the report.</summary>
+    public int PictureRows { get; init; } = 16;
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Training logs (log.jsonl of a run) per method, for the curves.</summary>
+    public IReadOnlyDictionary<string, string> TrainingLogs { get; init; } = new Dictionary<string, string>();
+    public string Title { get; init; } = "Focus-N-Fix evaluation";
+}
+
+/// <summary>
+/// Samples every (prompt, seed) with the base model and each LoRA from the same noise, and measures per image: the
+/// target reward, the other rewards and judges, the oracle's figures, and preservation against the base image
+/// (PSNR/SSIM over the whole image, inside and outside the base image's mask, share of changed pixels inside it).
+/// Images go to <c>images/&lt;method&gt;/&lt;prompt-index&gt;_&lt;seed&gt;.png</c> under the output folder.
+/// </summary>
+public static class Evaluator
+{
+    public const string BaseMethod = "base";
+
+    public static EvaluationResult Run(TextToImagePipeline pipe, EvalSetup s, string outDir, Action<string, int, int>? progress = null)
+    {
+        Directory.CreateDirectory(outDir);
+        var jobs = s.Prompts.SelectMany((p, i) => s.Seeds.Select(seed => (Index: i, Prompt: p, Seed: seed))).ToList();
+        var result = new EvaluationResult
+        {
+            Title = s.Title, BaseModel = pipe.Folder.Path, BaseMethod = BaseMethod, TargetMetric = s.TargetName,
+            Methods = new[] { BaseMethod }.Concat(s.Loras.Select(l => l.Method)).ToList(),
+            Prompts = s.Prompts.ToList(), Seeds = s.Seeds.ToList(),
+        };
+        var methods = new List<(string Method, string? Lora)> { (BaseMethod, null) };
+        methods.AddRange(s.Loras.Select(l => (l.Method, (string?)l.LoraPath)));
+
+        Tensor? baseImages = null, baseMasks = null, baseHeat = null;
+        foreach (var (method, loraPath) in methods)
+        {
+            LoraNetwork? lora = loraPath != null ? LoraNetwork.Load(pipe.Unet, loraPath) : null;
+            try
+            {
+                var images = SampleAll(pipe, jobs, s, (d, t) => progress?.Invoke($"sampling {method}", d, t));
+                if (method == BaseMethod)
+                {
+                    using (no_grad())
+                    {
+                        baseHeat = Batched(images, jobs, s.BatchSize, (im, js) => s.Heatmap(im, js.Select(j => j.Prompt).ToList(), js.Select(j => (j.Index, j.Seed)).ToList()));
+                        baseMasks = HeatmapMask.FromHeatmap(baseHeat, s.Mask);
+                    }
+                    baseImages = images;
+                }
+                var dir = Path.Combine(outDir, "images", method);
+                for (int k = 0; k < jobs.Count; k++)
+                    Images.SavePng(images[k], Path.Combine(dir, $"{jobs[k].Index}_{jobs[k].Seed}.png"));
+                var metrics = Measure(images, baseImages!, baseMasks!, jobs, s, method == BaseMethod);
+                for (int k = 0; k < jobs.Count; k++)
+                    result.Images.Add(new ImageRecord
+                    {
+                        PromptIndex = jobs[k].Index, Seed = jobs[k].Seed, Prompt = jobs[k].Prompt, Method = method,
+                        ImagePath = Path.Combine("images", method, $"{jobs[k].Index}_{jobs[k].Seed}.png"), Metrics = metrics[k],
+                    });
+                if (method != BaseMethod) images.Dispose();
+            }
+            finally { lora?.Detach(); }
+        }
+        WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir);
+        foreach (var (method, log) in s.TrainingLogs) result.Curves.Add(CurveFromLog(method, log));
+        result.ComputeSummaries();
+        baseImages?.Dispose(); baseMasks?.Dispose(); baseHeat?.Dispose();
+        return result;
+    }
+
+    static Tensor SampleAll(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, Action<int, int> progress)
+    {
+        var parts = new List<Tensor>();
+        for (int start = 0; start < jobs.Count; start += s.BatchSize)
+        {
+            var chunk = jobs.Skip(start).Take(s.BatchSize).ToList();
+            using var r = pipe.Sample(chunk.Select(j => j.Prompt).ToList(),
+                new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Seeds = chunk.Select(j => j.Seed).ToList() });
+            parts.Add(r.Images.cpu().clone());
+            progress(Math.Min(start + s.BatchSize, jobs.Count), jobs.Count);
+        }
+        var all = cat(parts, 0);
+        foreach (var p in parts) p.Dispose();
+        return all;
+    }
+
+    static Tensor Batched(Tensor images, List<(int Index, string Prompt, long Seed)> jobs, int batch, Func<Tensor, List<(int Index, string Prompt, long Seed)>, Tensor> f)
+    {
+        var parts = new List<Tensor>();
+        for (int start = 0; start < jobs.Count; start += batch)
+        {
+            int n = Math.Min(batch, jobs.Count - start);
+            parts.Add(f(images.narrow(0, start, n), jobs.GetRange(start, n)).detach().cpu());
+        }
+        return cat(parts, 0);
+    }
+
+    static List<Dictionary<string, double>> Measure(Tensor images, Tensor baseImages, Tensor baseMasks,
+        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, bool isBase)
+    {
+        var rows = jobs.Select(_ => new Dictionary<string, double>()).ToList();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        for (int start = 0; start < jobs.Count; start += s.BatchSize)
+        {
+            int n = Math.Min(s.BatchSize, jobs.Count - start);
+            var im = images.narrow(0, start, n);
+            var prompts = jobs.GetRange(start, n).Select(j => j.Prompt).ToList();
+            var target = s.Target.Score(im, prompts).to(ScalarType.Float64).cpu().data<double>().ToArray();
+            for (int k = 0; k < n; k++) rows[start + k][s.TargetName] = target[k];
+            foreach (var (name, scorer) in s.Others)
+            {
+                var v = scorer(im, prompts);
+                for (int k = 0; k < n; k++) rows[start + k][name] = v[k];
+            }
+        }
+        if (s.World is { } world)
+            for (int k = 0; k < jobs.Count; k++)
+            {
+                var report = world.Oracle.Judge(images[k], jobs[k].Prompt);
+                rows[k]["oracle_hazard"] = report.Hazard.Present ? 1 : 0;
+                rows[k]["oracle_glitch"] = report.Glitch.Present ? 1 : 0;
+                rows[k]["oracle_colour_in_place"] = report.Objects.Count == 0 ? double.NaN : report.Objects.Count(o => o.ColourPresent) / (double)report.Objects.Count;
+                rows[k]["oracle_all_objects_correct"] = report.AllObjectsCorrect ? 1 : 0;
+            }
+        if (!isBase)
+        {
+            var inv = 1 - baseMasks;
+            var psnr = ImageMetrics.Psnr(images, baseImages);
+            var psnrIn = ImageMetrics.Psnr(images, baseImages, baseMasks);
+            var psnrOut = ImageMetrics.Psnr(images, baseImages, inv);
+            var ssim = ImageMetrics.Ssim(images, baseImages);
+            var ssimIn = ImageMetrics.Ssim(images, baseImages, baseMasks);
+            var ssimOut = ImageMetrics.Ssim(images, baseImages, inv);
+            var share = ImageMetrics.ChangedShareInside(images, baseImages, baseMasks);
+            for (int k = 0; k < jobs.Count; k++)
+            {
+                rows[k][MetricNames.Psnr] = psnr[k];
+                rows[k][MetricNames.PsnrInside] = psnrIn[k];
+                rows[k][MetricNames.PsnrOutside] = psnrOut[k];
+                rows[k][MetricNames.Ssim] = ssim[k];
+                rows[k][MetricNames.SsimInside] = ssimIn[k];
+                rows[k][MetricNames.SsimOutside] = ssimOut[k];
+                rows[k][MetricNames.ChangedShareInside] = share[k];
+            }
+        }
+        return rows;
+    }
+
+    static void WritePictureRows(EvaluationResult r, Tensor baseImages, Tensor heat, Tensor masks,
+        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir)
+    {
+        // Rows with a non-empty mask first: those are the images the fix is about.
+        var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => masks[k].sum().item<float>() > 0).ThenBy(k => k).Take(s.PictureRows).ToList();
+        foreach (var k in order)
+        {
+            var (index, prompt, seed) = jobs[k];
+            string name = $"{index}_{seed}.png";
+            var row = new PictureRow { PromptIndex = index, Seed = seed, Prompt = prompt, BaseImage = Path.Combine("images", BaseMethod, name) };
+            using var overlay = ReportWriter.HeatmapOverlay(baseImages[k], heat[k]);
+            row.HeatmapOverlay = Path.Combine("images", "heatmap", name);
+            Images.SavePng(overlay, Path.Combine(outDir, row.HeatmapOverlay));
+            row.Mask = Path.Combine("images", "mask", name);
+            HeatmapMask.SavePng(masks[k], Path.Combine(outDir, row.Mask));
+            foreach (var m in r.Methods.Where(m => m != BaseMethod))
+            {
+                var rel = Path.Combine("images", m, name);
+                row.MethodImages[m] = rel;
+                using var img = Images.LoadImage(Path.Combine(outDir, rel));
+                using var diff = ReportWriter.DifferenceMap(img, baseImages[k]);
+                row.DiffMaps[m] = Path.Combine("images", "diff", m, name);
+                Images.SavePng(diff, Path.Combine(outDir, row.DiffMaps[m]));
+            }
+            r.Rows.Add(row);
+        }
+    }
+
+    /// <summary>Reward, constraint and loss against step from a run's log.jsonl.</summary>
+    public static TrainingCurve CurveFromLog(string method, string logPath)
+    {
+        var curve = new TrainingCurve { Method = method };
+        if (!File.Exists(logPath)) throw new InvalidInputException($"{logPath}: training log not found");
+        foreach (var line in File.ReadLines(logPath).Where(l => l.Trim().Length > 0))
+        {
+            var e = System.Text.Json.JsonSerializer.Deserialize<Training.TrainStepLog>(line, Training.TrainingConfig.Json)
+                ?? throw new InvalidInputException($"{logPath}: unreadable line");
+            curve.Add(e.Step, new Dictionary<string, double>
+            {
+                ["reward"] = e.Reward, ["constraint"] = e.Constraint, ["loss"] = e.Loss, ["change_outside_mask"] = e.ChangeOutside,
+            });
+        }
+        return curve;
+    }
+}
