@@ -37,10 +37,10 @@ public static class SampleCommand
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             int perPrompt = pr.GetValue(batch);
             if (perPrompt < 1) throw new InvalidInputException($"--batch {perPrompt}: expected at least 1");
+            if (pr.GetValue(loraScale) is not null && pr.GetValue(lora) is null) throw new InvalidInputException("--lora-scale was given without --lora FILE");
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             if (pr.GetValue(scheduler) is { } name) pipe.UseScheduler(name);
             if (pr.GetValue(lora) is { } loraPath) pipe.LoadLora(loraPath, pr.GetValue(loraScale) ?? 1.0);
-            else if (pr.GetValue(loraScale) is not null) throw new InvalidInputException("--lora-scale was given without --lora FILE");
             var prompts = pr.GetValue(prompt)!;
             var jobs = prompts.SelectMany((p, i) => Enumerable.Range(0, perPrompt).Select(k => (Index: i, Prompt: p, Seed: pr.GetValue(seed) + k))).ToList();
             var outDir = pr.GetValue(output)!;

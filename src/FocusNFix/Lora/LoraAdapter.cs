@@ -26,8 +26,12 @@ public sealed class LoraAdapter : nn.Module
         Alpha = alpha;
         lora_A = new Parameter(a, requires_grad: true);
         lora_B = new Parameter(b, requires_grad: true);
-        RegisterComponents();
+        register_parameter(nameof(lora_A), lora_A);
+        register_parameter(nameof(lora_B), lora_B);
     }
+
+    // The reflective default would adopt the UNet's Linear (Target) as a child, and dispose it with the adapter.
+    protected override void RegisterComponents() { }
 
     /// <summary>scale · (alpha / r) · (x · Aᵀ) · Bᵀ, in x's dtype, differentiable in A and B.</summary>
     public Tensor Delta(Tensor x, double scale)

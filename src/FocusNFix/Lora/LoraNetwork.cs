@@ -194,14 +194,11 @@ public sealed class LoraNetwork : nn.Module
     /// </summary>
     public void Detach()
     {
-        for (int i = hooks.Count - 1; i >= 0; i--)
-        {
-            var (attn, path, previous, hook) = hooks[i];
+        foreach (var (attn, path, _, hook) in hooks)
             if (!ReferenceEquals(attn.ProjectionDelta, hook))
                 throw new InvalidOperationException($"another adapter was attached to '{path}' after this LoRA: detach that one first");
-            attn.ProjectionDelta = previous;
-            hooks.RemoveAt(i);
-        }
+        foreach (var (attn, _, previous, _) in hooks) attn.ProjectionDelta = previous;
+        hooks.Clear();
     }
 
     /// <summary>Adds Scale · (alpha/r) · B·A to each adapted weight; the hooks then contribute nothing.</summary>
@@ -285,6 +282,9 @@ public sealed class LoraNetwork : nn.Module
             foreach (var t in expected.Values) t.Dispose();
         }
     }
+
+    // The reflective default would adopt the UNet (a field) as a child if this network were registered in a module.
+    protected override void RegisterComponents() { }
 
     protected override void Dispose(bool disposing)
     {
