@@ -214,4 +214,20 @@ public class LoraNetworkTests
         using var after = Forward(unet, inputs);
         Assert.True(after.eq(baseOut).all().item<bool>());
     }
+
+    [Fact]
+    public void NetworkMovesWithTo()
+    {
+        using var unet = BaseUnet();
+        using var lora = LoraNetwork.Load(unet, GoldenFile("lora_peft_format.safetensors"), 0.5);
+        unet.to(float64);
+        lora.to(float64);
+        Assert.All(lora.Adapters, a => Assert.Equal(float64, a.lora_A.dtype));
+        Assert.All(lora.TrainableParameters(), p => Assert.Equal(float64, p.dtype));
+        Assert.All(lora.TrainableParameters(), p => Assert.True(p.requires_grad));
+        var inputs = Golden.Inputs(Case);
+        using var _ = no_grad();
+        using var y = unet.forward(inputs["sample"].to(float64), inputs["timestep"], inputs["encoder_hidden_states"].to(float64));
+        Golden.AssertClose(Golden.Outputs(Case)["sample_lora_scale_0.5"], y, 1e-4, 0, "after .to(float64)");
+    }
 }
