@@ -22,21 +22,25 @@ public static class SampleCommand
         var height = new Option<int?>("--height") { Description = "Image height in pixels (default: the model's size)" };
         var width = new Option<int?>("--width") { Description = "Image width in pixels (default: the model's size)" };
         var clipSkip = new Option<int>("--clip-skip") { Description = "Skip the last N text-encoder layers (diffusers' clip_skip)", DefaultValueFactory = _ => 0 };
+        var lora = new Option<string?>("--lora") { Description = "LoRA file for the UNet (.safetensors; PEFT, diffusers, attention-processor or kohya keys)" };
+        var loraScale = new Option<double?>("--lora-scale") { Description = "Strength of the LoRA (diffusers' cross_attention_kwargs scale; default 1, 0 = off)" };
         var output = new Option<string>("--out") { Description = "Output folder; images are <prompt-index>_<seed>.png", DefaultValueFactory = _ => "out" };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var threads = CommonOptions.Threads();
         var cmd = new Command("sample", "Generate images from prompts with a diffusers-format pipeline")
         {
-            model, prompt, negative, seed, steps, guidance, scheduler, eta, batch, height, width, clipSkip, output, device, dtype, threads,
+            model, prompt, negative, seed, steps, guidance, scheduler, eta, batch, height, width, clipSkip, lora, loraScale, output, device, dtype, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             int perPrompt = pr.GetValue(batch);
             if (perPrompt < 1) throw new InvalidInputException($"--batch {perPrompt}: expected at least 1");
+            if (pr.GetValue(loraScale) is not null && pr.GetValue(lora) is null) throw new InvalidInputException("--lora-scale was given without --lora FILE");
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             if (pr.GetValue(scheduler) is { } name) pipe.UseScheduler(name);
+            if (pr.GetValue(lora) is { } loraPath) pipe.LoadLora(loraPath, pr.GetValue(loraScale) ?? 1.0);
             var prompts = pr.GetValue(prompt)!;
             var jobs = prompts.SelectMany((p, i) => Enumerable.Range(0, perPrompt).Select(k => (Index: i, Prompt: p, Seed: pr.GetValue(seed) + k))).ToList();
             var outDir = pr.GetValue(output)!;

@@ -1,14 +1,14 @@
 using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Models;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Conformance;
 
 /// <summary>
-/// The lora_peft_names case: every LoRA file in the folder, merged into the base UNet at scale 1 and 0.5,
-/// must reproduce the reference outputs; <c>sample_no_lora</c> checks the base UNet itself.
+/// The lora_peft_names case: every LoRA file in the folder, loaded onto the base UNet at scale 1 and 0.5, must
+/// reproduce the reference outputs both through the hooks (<c>:hook</c>) and merged into the weights (<c>:merged</c>);
+/// <c>sample_no_lora</c> checks the base UNet itself, before and after all the merges and unmerges.
 /// </summary>
 public static class LoraCase
 {
@@ -29,19 +29,25 @@ public static class LoraCase
         }
         expected["sample_no_lora"] = outputs["sample_no_lora"];
         actual["sample_no_lora"] = Forward();
-        var names = unet.named_modules().Where(m => m.module is Linear).Select(m => m.name).ToList();
-        foreach (var file in Directory.GetFiles(caseDir, "*.safetensors").Where(f => !Path.GetFileName(f).StartsWith("inputs") && !Path.GetFileName(f).StartsWith("outputs")).OrderBy(f => f))
+        foreach (var file in Directory.GetFiles(caseDir, "*.safetensors").Where(f => !Path.GetFileName(f).StartsWith("inputs") && !Path.GetFileName(f).StartsWith("outputs")).OrderBy(f => f, StringComparer.Ordinal))
         {
-            var layers = LoraFile.Load(file, names);
+            using var lora = LoraNetwork.Load(unet, file);
             foreach (var (scale, outName) in new[] { (1.0, "sample_lora_scale_1"), (0.5, "sample_lora_scale_0.5") })
             {
-                LoraFile.Merge(unet, layers, scale);
+                lora.Scale = scale;
                 var key = $"{Path.GetFileName(file)}:{outName}";
-                expected[key] = outputs[outName].clone();
-                actual[key] = Forward();
-                LoraFile.Merge(unet, layers, -scale);
+                expected[$"{key}:hook"] = outputs[outName].clone();
+                actual[$"{key}:hook"] = Forward();
+                lora.Merge();
+                expected[$"{key}:merged"] = outputs[outName].clone();
+                actual[$"{key}:merged"] = Forward();
+                lora.Unmerge();
             }
+            lora.Detach();
         }
+        // Unmerging must have given the base weights back.
+        expected["sample_no_lora:after_unmerge"] = outputs["sample_no_lora"].clone();
+        actual["sample_no_lora:after_unmerge"] = Forward();
         return new CaseTensors(expected, actual);
     }
 }

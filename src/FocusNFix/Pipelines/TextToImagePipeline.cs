@@ -1,4 +1,5 @@
 using FocusNFix.IO;
+using FocusNFix.Lora;
 using FocusNFix.Models;
 using FocusNFix.Schedulers;
 using TorchSharp;
@@ -23,6 +24,8 @@ public sealed class TextToImagePipeline : IDisposable
     public IScheduler Scheduler { get; set; }
     public Device Device { get; }
     public ScalarType DType { get; }
+    /// <summary>The LoRA loaded on the UNet (hooked, unmerged), or null.</summary>
+    public LoraNetwork? Lora { get; private set; }
 
     TextToImagePipeline(PipelineFolder folder, ClipTokenizer tokenizer, ClipTextModel textEncoder, UNet2DConditionModel unet,
         AutoencoderKL? vae, JsonConfig schedulerConfig, IScheduler scheduler, Device device, ScalarType dtype)
@@ -62,6 +65,26 @@ public sealed class TextToImagePipeline : IDisposable
 
     /// <summary>Switches the scheduler by CLI name (ddim, ddpm, euler, euler-a, dpmpp-2m, pndm, ...).</summary>
     public void UseScheduler(string name) => Scheduler = SchedulerFactory.Create(name, SchedulerConfig);
+
+    /// <summary>
+    /// Loads a LoRA file (PEFT, diffusers, attention-processor or kohya keys) onto the UNet at an inference scale,
+    /// replacing any LoRA loaded before. Set <c>Lora.Scale</c> to change the scale later.
+    /// </summary>
+    public LoraNetwork LoadLora(string path, double scale = 1.0)
+    {
+        UnloadLora();
+        Lora = LoraNetwork.Load(Unet, path, scale);
+        return Lora;
+    }
+
+    /// <summary>Removes the loaded LoRA (unmerging it first if it was merged), restoring the base UNet.</summary>
+    public void UnloadLora()
+    {
+        if (Lora is null) return;
+        if (Lora.IsMerged) Lora.Unmerge();
+        Lora.Dispose();
+        Lora = null;
+    }
 
     /// <summary>Pixels per latent cell: 2^(len(vae.block_out_channels)-1), 1 for pixel-space models.</summary>
     public int VaeScaleFactor => Vae?.ScaleFactor ?? 1;
@@ -194,6 +217,7 @@ public sealed class TextToImagePipeline : IDisposable
 
     public void Dispose()
     {
+        Lora?.Dispose();
         TextEncoder.Dispose();
         Unet.Dispose();
         Vae?.Dispose();
