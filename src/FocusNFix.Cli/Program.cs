@@ -7,4 +7,5 @@ root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(WorldCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return CliErrors.Run(() => root.Parse(args).Invoke());

@@ -29,13 +29,17 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly Tensor _uncond;
     readonly Dictionary<string, Tensor> _condCache = new();
     int _startStep;
+    readonly bool _ownsReward;
     int _skipped;
 
     public const string FinalPeftName = "lora.safetensors";
     public const string FinalKohyaName = "lora_kohya.safetensors";
     public const string LogName = "log.jsonl";
 
-    public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null)
+    /// <param name="reward">overrides the config's rewards (tests, custom rewards from code).</param>
+    /// <param name="heatmapOverride">overrides the config's heatmap source.</param>
+    public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null,
+        IReward? reward = null, HeatmapFunction? heatmapOverride = null)
     {
         Config = config;
         RunDir = config.OutputDir;
@@ -53,8 +57,9 @@ public sealed class FocusNFixTrainer : IDisposable
         foreach (var p in _pipe.Unet.parameters().Concat(_pipe.TextEncoder.parameters())) p.requires_grad = false;
         if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
 
-        _reward = RewardFactory.CreateRewards(config.Rewards);
-        var heatmap = RewardFactory.CreateHeatmap(config.Heatmap, _reward);
+        _ownsReward = reward is null;
+        _reward = reward ?? RewardFactory.CreateRewards(config.Rewards);
+        var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _reward);
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
         _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks,
@@ -70,11 +75,11 @@ public sealed class FocusNFixTrainer : IDisposable
             Steps = config.Sampling.Steps, GuidanceScale = config.Sampling.GuidanceScale,
         };
         using (no_grad()) _uncond = _pipe.EncodePrompts(new[] { "" }).DetachFromDisposeScope();
-        Optimizer = optim.AdamW(_lora.TrainableParameters(), lr: config.Optimizer.LearningRate, weight_decay: config.Optimizer.WeightDecay);
+        Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
         if (latest != null) LoadCheckpoint(latest);
     }
 
-    public optim.Optimizer Optimizer { get; }
+    public AdamW Optimizer { get; }
     public LoraNetwork Lora => _lora;
     public TextToImagePipeline Pipeline => _pipe;
     public OriginalCache Cache => _cache;
@@ -167,8 +172,8 @@ public sealed class FocusNFixTrainer : IDisposable
         for (int step = _startStep; step < end; step++)
         {
             double lr = c.Optimizer.LearningRate * Math.Min(1.0, (step + 1.0) / Math.Max(1, c.Optimizer.WarmupSteps));
-            foreach (var g in Optimizer.ParamGroups) g.LearningRate = lr;
-            Optimizer.zero_grad();
+            Optimizer.LearningRate = lr;
+            Optimizer.ZeroGrad();
             double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0;
             Tensor? lastImages = null;
             for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
@@ -201,10 +206,10 @@ public sealed class FocusNFixTrainer : IDisposable
             if (bad)
             {
                 // Never let a NaN/Inf reach the weights or a checkpoint: drop this step's gradients.
-                Optimizer.zero_grad();
+                Optimizer.ZeroGrad();
                 _skipped++;
             }
-            else Optimizer.step();
+            else Optimizer.Step();
             var entry = new TrainStepLog(step, lossSum, rewardSum, constraintSum, inSum, outSum, gradNorm, lr, bad, _skipped);
             logs.Add(entry);
             AppendLog(entry);
@@ -232,7 +237,7 @@ public sealed class FocusNFixTrainer : IDisposable
         return logs;
     }
 
-    /// <summary>Test hook: replaces the next step's loss with NaN (to exercise the guard).</summary>
+    /// <summary>Steps dropped by the NaN/Inf guard so far.</summary>
     public int SkippedSteps => _skipped;
 
     void AppendLog(TrainStepLog e) =>
@@ -258,7 +263,7 @@ public sealed class FocusNFixTrainer : IDisposable
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
         Safetensors.Save(Path.Combine(tmp, "lora_state.safetensors"), _lora.StateDict());
-        Optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
+        Safetensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
         File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(new
         {
             step = nextStep,
@@ -280,7 +285,7 @@ public sealed class FocusNFixTrainer : IDisposable
         _skipped = state.GetProperty("skipped_steps").GetInt32();
         var weights = Safetensors.Load(Path.Combine(dir, "lora_state.safetensors"));
         _lora.LoadStateDict(weights, Path.Combine(dir, "lora_state.safetensors"));
-        Optimizer.load_state_dict(Path.Combine(dir, "optimizer.bin"));
+        Optimizer.LoadStateDict(Safetensors.Load(Path.Combine(dir, "optimizer.safetensors")), Path.Combine(dir, "optimizer.safetensors"));
         // Keep log.jsonl consistent with the resumed step: drop rows the checkpoint does not cover.
         var log = Path.Combine(RunDir, LogName);
         if (File.Exists(log))
@@ -298,6 +303,6 @@ public sealed class FocusNFixTrainer : IDisposable
         _uncond.Dispose();
         foreach (var t in _condCache.Values) t.Dispose();
         _pipe.Dispose();
-        (_reward as IDisposable)?.Dispose();
+        if (_ownsReward) (_reward as IDisposable)?.Dispose();
     }
 }

@@ -1,0 +1,37 @@
+using System.CommandLine;
+using System.Text.Json;
+using FocusNFix.Pipelines;
+using FocusNFix.Training;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Cli;
+
+/// <summary><c>fnf bench</c>: JSON figures for UNet forward/backward, training steps for several K, and sampling throughput.</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Pipeline folder", DefaultValueFactory = _ => Path.Combine(WorldCommand.DefaultModels, "base") };
+        var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 4 };
+        var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (median reported)", DefaultValueFactory = _ => 5 };
+        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => 20 };
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
+        var threads = CommonOptions.Threads();
+        var cmd = new Command("bench", "Benchmark the model and training steps; prints JSON") { model, batch, repeats, steps, device, dtype, threads };
+        cmd.SetAction(CliErrors.Action(pr =>
+        {
+            CommonOptions.ApplyThreads(pr.GetValue(threads));
+            using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
+            var figures = Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), pr.GetValue(steps), new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg));
+            var json = JsonSerializer.Serialize(new
+            {
+                model = pr.GetValue(model), device = pr.GetValue(device), dtype = pr.GetValue(dtype), batch = pr.GetValue(batch),
+                threads = get_num_threads(), sampling_steps = pr.GetValue(steps), figures,
+            }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
+            Console.WriteLine(json);
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,83 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Training;
+
+/// <summary>
+/// AdamW (Loshchilov and Hutter; PyTorch's torch.optim.AdamW update, amsgrad off) whose state saves to and loads
+/// from safetensors exactly, so a resumed run continues bit for bit. TorchSharp's optimisers have no such export.
+/// </summary>
+public sealed class AdamW
+{
+    readonly IReadOnlyList<Parameter> _params;
+    readonly Tensor[] _m, _v;
+    public double LearningRate { get; set; }
+    public double Beta1 { get; } = 0.9;
+    public double Beta2 { get; } = 0.999;
+    public double Eps { get; } = 1e-8;
+    public double WeightDecay { get; }
+    public long StepCount { get; private set; }
+
+    public AdamW(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0.01)
+    {
+        _params = parameters.ToList();
+        LearningRate = lr;
+        WeightDecay = weightDecay;
+        _m = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+        _v = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+    }
+
+    public IReadOnlyList<Parameter> Parameters => _params;
+
+    public void ZeroGrad()
+    {
+        foreach (var p in _params) p.grad?.zero_();
+    }
+
+    public void Step()
+    {
+        using var _ = no_grad();
+        StepCount++;
+        double bc1 = 1 - Math.Pow(Beta1, StepCount), bc2 = 1 - Math.Pow(Beta2, StepCount);
+        for (int i = 0; i < _params.Count; i++)
+        {
+            var p = _params[i];
+            var g = p.grad;
+            if (g is null) continue;
+            using var scope = NewDisposeScope();
+            p.mul_(1 - LearningRate * WeightDecay);
+            _m[i].mul_(Beta1).add_(g, alpha: 1 - Beta1);
+            _v[i].mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
+            var denom = (_v[i].sqrt() / Math.Sqrt(bc2)).add_(Eps);
+            p.addcdiv_(_m[i], denom, value: -LearningRate / bc1);
+        }
+    }
+
+    /// <summary>State as named tensors: step, and exp_avg / exp_avg_sq per parameter index.</summary>
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var d = new Dictionary<string, Tensor> { ["step"] = tensor(StepCount) };
+        for (int i = 0; i < _params.Count; i++)
+        {
+            d[$"state.{i}.exp_avg"] = _m[i];
+            d[$"state.{i}.exp_avg_sq"] = _v[i];
+        }
+        return d;
+    }
+
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> d, string source)
+    {
+        if (!d.TryGetValue("step", out var step)) throw new InvalidInputException($"{source}: optimiser state has no 'step'");
+        using var _ = no_grad();
+        for (int i = 0; i < _params.Count; i++)
+        {
+            foreach (var (name, dst) in new[] { ("exp_avg", _m[i]), ("exp_avg_sq", _v[i]) })
+            {
+                if (!d.TryGetValue($"state.{i}.{name}", out var t) || !t.shape.SequenceEqual(dst.shape))
+                    throw new InvalidInputException($"{source}: optimiser state 'state.{i}.{name}' is missing or has the wrong shape (the run's LoRA config changed?)");
+                dst.copy_(t);
+            }
+        }
+        StepCount = step.item<long>();
+    }
+}

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using FocusNFix.Lora;
+using FocusNFix.Pipelines;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Training;
+
+/// <summary>One timed figure: median seconds over the repeats and the peak RSS reached while measuring it.</summary>
+public sealed record BenchFigure(string Name, double MedianSeconds, double MinSeconds, int Repeats, double PeakRssMiB, string? Note = null);
+
+/// <summary>
+/// Speed and memory figures of a pipeline's UNet and of Focus-N-Fix training steps (<c>fnf bench</c>). Training steps
+/// use a stand-in reward (mean brightness) so the figures measure the model side: sampling, backprop through the
+/// last K steps with checkpointing, the LoRA update.
+/// </summary>
+public static class Benchmark
+{
+    public static List<BenchFigure> Run(TextToImagePipeline pipe, int batch, int repeats, int steps, IReadOnlyList<int> ks, Action<string>? progress = null)
+    {
+        var figures = new List<BenchFigure>();
+        int size = pipe.DefaultSize / pipe.VaeScaleFactor;
+        var prompts = Enumerable.Repeat("a red circle in the top left on a white background", batch).ToList();
+        Tensor ehs;
+        using (no_grad()) ehs = pipe.EncodePrompts(prompts).DetachFromDisposeScope();
+        var x = randn(batch, pipe.LatentChannels, size, size).to(pipe.DType, pipe.Device);
+        var t = tensor(500L).to(pipe.Device);
+
+        progress?.Invoke("unet forward (no grad)");
+        figures.Add(Time($"unet_forward_no_grad_batch{batch}", repeats, () =>
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            pipe.Unet.forward(x, t, ehs);
+        }));
+
+        progress?.Invoke("unet forward+backward");
+        var lora = LoraNetwork.Attach(pipe.Unet, new LoraConfig { Rank = 8, Alpha = 8 }, new Generator(0));
+        foreach (var p in pipe.Unet.parameters()) p.requires_grad = false;
+        foreach (var p in lora.TrainableParameters()) p.requires_grad = true;
+        try
+        {
+            figures.Add(Time($"unet_forward_backward_lora_batch{batch}", repeats, () =>
+            {
+                using var scope = NewDisposeScope();
+                pipe.Unet.forward(x, t, ehs).square().mean().backward();
+            }));
+            var opt = new AdamW(lora.TrainableParameters(), 1e-4);
+            var uncond = pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()).DetachFromDisposeScope();
+            foreach (int k in ks)
+            {
+                progress?.Invoke($"training step K={k}");
+                var sampler = new DifferentiableSampler(pipe) { K = k, Steps = steps, GuidanceScale = 3.0, Checkpointing = true };
+                figures.Add(Time($"train_step_k{k}_batch{batch}_steps{steps}", repeats, () =>
+                {
+                    using var scope = NewDisposeScope();
+                    opt.ZeroGrad();
+                    var noise = randn(batch, pipe.LatentChannels, size, size).to(pipe.Device);
+                    var z = sampler.Sample(noise, ehs, uncond);
+                    var images = (pipe.DecodeRaw(z) / 2 + 0.5).clamp(0, 1);
+                    GradientCheckpoint.Backward(-images.mean());
+                    opt.Step();
+                }, "stand-in reward: mean brightness"));
+            }
+        }
+        finally { lora.Detach(); }
+
+        progress?.Invoke("sampling throughput");
+        var sample = Time($"sample_batch{batch}_steps{steps}", Math.Max(1, repeats / 2), () =>
+        {
+            using var r = pipe.Sample(prompts, new SampleOptions { Steps = steps, GuidanceScale = 3.0, Seeds = Enumerable.Range(0, batch).Select(i => (long)i).ToList() });
+        });
+        figures.Add(sample with { Note = $"{batch / sample.MedianSeconds:F2} images/s" });
+        return figures;
+    }
+
+    static BenchFigure Time(string name, int repeats, Action body, string? note = null)
+    {
+        body(); // warm-up: first calls allocate and pick kernels
+        ResetPeakRss();
+        var times = new List<double>();
+        for (int i = 0; i < repeats; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            body();
+            times.Add(sw.Elapsed.TotalSeconds);
+        }
+        times.Sort();
+        return new BenchFigure(name, times[times.Count / 2], times[0], repeats, PeakRssMiB(), note);
+    }
+
+    /// <summary>Linux: writing 5 to /proc/self/clear_refs resets VmHWM, so each figure gets its own peak.</summary>
+    static void ResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    static double PeakRssMiB()
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status)) return double.NaN;
+        var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmHWM:"));
+        return line == null ? double.NaN : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
+    }
+}
