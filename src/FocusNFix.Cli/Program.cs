@@ -8,4 +8,6 @@ root.Subcommands.Add(WorldCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(HeatmapCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
 return CliErrors.Run(() => root.Parse(args).Invoke());

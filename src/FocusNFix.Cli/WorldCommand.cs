@@ -21,6 +21,8 @@ public static class WorldCommand
         cmd.Subcommands.Add(Render());
         cmd.Subcommands.Add(Prompts());
         cmd.Subcommands.Add(TrainBase());
+        cmd.Subcommands.Add(WorldModelsCommand.TrainReward());
+        cmd.Subcommands.Add(WorldModelsCommand.TrainJudge());
         cmd.Subcommands.Add(Eval());
         return cmd;
     }

@@ -68,3 +68,33 @@ public static class RewardFactory
         }
     }
 }
+
+/// <summary>Command-line spellings of rewards and heatmap sources: <c>TYPE:PATH[,EXTRA]</c>.</summary>
+public static class SourceSpecs
+{
+    /// <summary><c>region-reward-model:DIR</c>, <c>safety-checker:DIR</c>, <c>aesthetic:CLIPDIR,MLP.safetensors</c>, <c>clip-score:DIR[,TOKENIZERDIR]</c>, <c>pick-score:DIR[,TOKENIZERDIR]</c>; optional <c>@WEIGHT</c> suffix.</summary>
+    public static RewardSpec Reward(string text)
+    {
+        int colon = text.IndexOf(':');
+        if (colon <= 0) throw new InvalidInputException($"reward '{text}': expected TYPE:PATH (types: {string.Join(", ", RewardFactory.RewardTypes)})");
+        var type = text[..colon];
+        var rest = text[(colon + 1)..];
+        double weight = 1.0;
+        int at = rest.LastIndexOf('@');
+        if (at > 0 && double.TryParse(rest[(at + 1)..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var w)) { weight = w; rest = rest[..at]; }
+        var parts = rest.Split(',', 2);
+        if (!RewardFactory.RewardTypes.Contains(type)) throw new InvalidInputException($"reward '{text}': unknown type '{type}' (expected one of {string.Join(", ", RewardFactory.RewardTypes)})");
+        return new RewardSpec { Type = type, Path = parts[0], Extra = parts.Length > 1 ? parts[1] : null, Weight = weight };
+    }
+
+    /// <summary><c>reward-model:DIR</c>, <c>onnx:FILE</c>, <c>torchscript:FILE</c>, <c>mask-folder:DIR</c>, <c>boxes:FILE</c>, <c>saliency:METHOD</c> (of the reward).</summary>
+    public static HeatmapSpec Heatmap(string text)
+    {
+        int colon = text.IndexOf(':');
+        if (colon <= 0) throw new InvalidInputException($"heatmap '{text}': expected TYPE:PATH or saliency:METHOD (types: {string.Join(", ", RewardFactory.HeatmapTypes)})");
+        var type = text[..colon];
+        var rest = text[(colon + 1)..];
+        if (!RewardFactory.HeatmapTypes.Contains(type)) throw new InvalidInputException($"heatmap '{text}': unknown type '{type}' (expected one of {string.Join(", ", RewardFactory.HeatmapTypes)})");
+        return type == "saliency" ? new HeatmapSpec { Type = type, Path = null, Method = rest } : new HeatmapSpec { Type = type, Path = rest };
+    }
+}

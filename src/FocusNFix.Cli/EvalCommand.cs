@@ -1,0 +1,80 @@
+using System.CommandLine;
+using FocusNFix.Evaluation;
+using FocusNFix.Masks;
+using FocusNFix.Pipelines;
+using FocusNFix.Rewards;
+using FocusNFix.World;
+
+namespace FocusNFix.Cli;
+
+/// <summary><c>fnf eval</c>: base model vs LoRAs on prompts x seeds, with rewards, oracle and preservation; writes the report.</summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Base pipeline folder", Required = true };
+        var loras = new Option<string[]>("--lora") { Description = "NAME=FILE of a LoRA to compare (repeat for several)", DefaultValueFactory = _ => Array.Empty<string>() };
+        var logs = new Option<string[]>("--training-log") { Description = "NAME=log.jsonl of a training run, for the curves (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
+        var prompts = new Option<string?>("--prompts") { Description = "Prompt file, one per line (default: the world's test split)" };
+        var world = new Option<string?>("--world") { Description = "world.json: enables the oracle figures (default: world.json beside the model folder, if any)" };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 };
+        var target = new Option<string>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed)", Required = true };
+        var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
+        var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap)", Required = true };
+        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => BaseModelRecipe.DefaultSteps };
+        var guidance = new Option<double>("--guidance") { Description = "Guidance scale", DefaultValueFactory = _ => BaseModelRecipe.DefaultGuidance };
+        var output = new Option<string>("--out") { Description = "Report folder", DefaultValueFactory = _ => "runs/eval" };
+        var threads = CommonOptions.Threads();
+        var cmd = new Command("eval", "Evaluate a base model and LoRAs: target and other rewards, oracle figures, preservation inside/outside the mask; writes report.json/md/html")
+        {
+            model, loras, logs, prompts, world, seeds, target, others, heatmap, steps, guidance, output, threads,
+        };
+        cmd.SetAction(CliErrors.Action(pr =>
+        {
+            CommonOptions.ApplyThreads(pr.GetValue(threads));
+            var modelDir = pr.GetValue(model)!;
+            var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
+            ShapesWorld? w = File.Exists(worldPath) ? ShapesWorld.Load(worldPath) : null;
+            IReadOnlyList<string> promptList = pr.GetValue(prompts) is { } pf
+                ? (File.Exists(pf) ? File.ReadAllLines(pf).Select(l => l.Trim()).Where(l => l.Length > 0).ToList() : throw new InvalidInputException($"{pf}: prompt file not found"))
+                : w != null ? PromptSplits.Prompts(w.Spec, Split.Test) : throw new InvalidInputException("--prompts FILE is required when the model has no world.json beside it");
+            var targetReward = RewardFactory.CreateReward(SourceSpecs.Reward(pr.GetValue(target)!));
+            var heat = RewardFactory.CreateHeatmap(SourceSpecs.Heatmap(pr.GetValue(heatmap)!), targetReward);
+            var otherScorers = new Dictionary<string, ImageScorer>();
+            foreach (var o in pr.GetValue(others)!)
+            {
+                var spec = SourceSpecs.Reward(o);
+                var r = RewardFactory.CreateReward(spec);
+                otherScorers[$"{spec.Type}:{Path.GetFileName(spec.Path.TrimEnd('/'))}"] = (im, p) =>
+                {
+                    using var s = r.Score(im, p).detach().to(TorchSharp.torch.ScalarType.Float64).cpu();
+                    return s.data<double>().ToArray();
+                };
+            }
+            using var pipe = TextToImagePipeline.Load(modelDir);
+            var setup = new EvalSetup
+            {
+                Prompts = promptList, Seeds = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList(),
+                Loras = pr.GetValue(loras)!.Select(ParsePair).ToList(),
+                TrainingLogs = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path),
+                Steps = pr.GetValue(steps), GuidanceScale = pr.GetValue(guidance),
+                Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, World = w,
+            };
+            var outDir = pr.GetValue(output)!;
+            var result = Progress.RunWithStatus("evaluating", report => Evaluator.Run(pipe, setup, outDir, (what, d, t) => report(d, t, what)));
+            result.Notes["command"] = "fnf " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1));
+            ReportWriter.Write(result, outDir);
+            Console.WriteLine(ReportWriter.MarkdownTable(result));
+            Console.WriteLine($"report: {Path.Combine(outDir, "report.html")}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    static (string Name, string Path) ParsePair(string text)
+    {
+        int eq = text.IndexOf('=');
+        if (eq <= 0) throw new InvalidInputException($"'{text}': expected NAME=FILE");
+        return (text[..eq], text[(eq + 1)..]);
+    }
+}

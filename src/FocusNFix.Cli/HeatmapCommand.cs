@@ -1,0 +1,52 @@
+using System.CommandLine;
+using FocusNFix.Evaluation;
+using FocusNFix.IO;
+using FocusNFix.Masks;
+using FocusNFix.Pipelines;
+using FocusNFix.Rewards;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Cli;
+
+/// <summary><c>fnf heatmap</c>: sample a base image and write it with its heatmap, overlay and mask.</summary>
+public static class HeatmapCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "Pipeline folder", Required = true };
+        var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source: reward-model:DIR, onnx:FILE, torchscript:FILE, mask-folder:DIR, boxes:FILE, saliency:gradient-x-input|smoothgrad|grad-cam", Required = true };
+        var reward = new Option<string?>("--reward") { Description = "Reward whose saliency a saliency source maps (TYPE:PATH[,EXTRA])" };
+        var prompt = new Option<string>("--prompt") { Description = "Prompt", Required = true };
+        var seed = new Option<long>("--seed") { Description = "Seed", DefaultValueFactory = _ => 0 };
+        var promptIndex = new Option<int>("--prompt-index") { Description = "Prompt index used to look up mask-folder and boxes entries", DefaultValueFactory = _ => 0 };
+        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => 20 };
+        var guidance = new Option<double>("--guidance") { Description = "Guidance scale", DefaultValueFactory = _ => 3.0 };
+        var threshold = new Option<double>("--threshold") { Description = "Mask threshold on the normalised heatmap", DefaultValueFactory = _ => 0.5 };
+        var dilate = new Option<int>("--dilate") { Description = "Mask dilation in pixels", DefaultValueFactory = _ => 2 };
+        var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "out/heatmap" };
+        var cmd = new Command("heatmap", "Sample a base image and write it, its heatmap, the heatmap overlay and the mask")
+        {
+            model, heatmap, reward, prompt, seed, promptIndex, steps, guidance, threshold, dilate, output,
+        };
+        cmd.SetAction(CliErrors.Action(pr =>
+        {
+            var spec = SourceSpecs.Heatmap(pr.GetValue(heatmap)!);
+            IReward? r = pr.GetValue(reward) is { } rs ? RewardFactory.CreateReward(SourceSpecs.Reward(rs)) : null;
+            if (spec.Type == "saliency" && r == null) throw new InvalidInputException("--heatmap saliency:... needs --reward TYPE:PATH (the reward whose saliency is mapped)");
+            var source = RewardFactory.CreateHeatmap(spec, r);
+            using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!);
+            var p = pr.GetValue(prompt)!;
+            using var result = pipe.Sample(new[] { p }, new SampleOptions { Steps = pr.GetValue(steps), GuidanceScale = pr.GetValue(guidance), Seeds = new[] { pr.GetValue(seed) } });
+            var heat = source(result.Images, new[] { p }, new[] { (pr.GetValue(promptIndex), pr.GetValue(seed)) }).detach();
+            var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate) });
+            var dir = pr.GetValue(output)!;
+            Images.SavePng(result.Images[0], Path.Combine(dir, "image.png"));
+            HeatmapMask.SavePng(heat[0], Path.Combine(dir, "heatmap.png"));
+            Images.SavePng(ReportWriter.HeatmapOverlay(result.Images[0], heat[0]), Path.Combine(dir, "overlay.png"));
+            HeatmapMask.SavePng(mask[0], Path.Combine(dir, "mask.png"));
+            Console.WriteLine($"wrote image.png, heatmap.png, overlay.png, mask.png to {dir} (mask covers {mask.mean().item<float>():P1} of the image)");
+            return 0;
+        }));
+        return cmd;
+    }
+}
