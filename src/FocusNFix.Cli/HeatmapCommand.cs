@@ -38,7 +38,7 @@ public static class HeatmapCommand
             var p = pr.GetValue(prompt)!;
             using var result = pipe.Sample(new[] { p }, new SampleOptions { Steps = pr.GetValue(steps), GuidanceScale = pr.GetValue(guidance), Seeds = new[] { pr.GetValue(seed) } });
             var heat = source(result.Images, new[] { p }, new[] { (pr.GetValue(promptIndex), pr.GetValue(seed)) }).detach();
-            var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate) });
+            var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate), Normalise = false });
             var dir = pr.GetValue(output)!;
             Images.SavePng(result.Images[0], Path.Combine(dir, "image.png"));
             HeatmapMask.SavePng(heat[0], Path.Combine(dir, "heatmap.png"));

@@ -103,9 +103,9 @@ public static class WorldCommand
         var world = WorldOption();
         var output = new Option<string>("--out") { Description = "Pipeline folder to write", DefaultValueFactory = _ => Path.Combine(DefaultModels, "base") };
         var tokenizer = new Option<string>("--tokenizer") { Description = "Folder with the CLIP tokenizer files (vocab.json, merges.txt)", DefaultValueFactory = _ => "../shared/golden/clip_tokenizer" };
-        var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 6000 };
+        var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 2500 };
         var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 32 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW)", DefaultValueFactory = _ => 4e-4 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW)", DefaultValueFactory = _ => 1e-3 };
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initialisation", DefaultValueFactory = _ => 0 };
         var evalSeeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the final evaluation", DefaultValueFactory = _ => 2 };
         var logdir = new Option<string>("--logdir") { Description = "TensorBoard folder", DefaultValueFactory = _ => "runs/world-base" };
@@ -120,7 +120,7 @@ public static class WorldCommand
             var w = LoadWorld(pr.GetValue(world));
             var tokDir = pr.GetValue(tokenizer)!;
             var tok = ClipTokenizer.FromFolder(tokDir);
-            var o = new PretrainOptions { Steps = pr.GetValue(steps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr), Seed = pr.GetValue(seed) };
+            var o = new PretrainOptions { Steps = pr.GetValue(steps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr), Seed = pr.GetValue(seed), PredictionType = BaseModelRecipe.PredictionType };
             manual_seed(o.Seed);
             using var unet = BaseModelRecipe.NewUNet(w.Spec.ImageSize);
             using var text = BaseModelRecipe.NewTextEncoder();

@@ -20,11 +20,14 @@ public sealed class PretrainOptions
     public double GradClipNorm { get; set; } = 1.0;
     public long Seed { get; set; }
     public int LogEvery { get; set; } = 50;
+    /// <summary>What the UNet predicts, as the scheduler's prediction_type: epsilon (the noise) or sample (the clean image x0).</summary>
+    public string PredictionType { get; set; } = "epsilon";
 }
 
 /// <summary>
-/// Trains a text-conditioned UNet and its text encoder from scratch with the DDPM epsilon objective
-/// E||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, c)||^2, timesteps uniform over the training schedule.
+/// Trains a text-conditioned UNet and its text encoder from scratch with the DDPM objective
+/// E||target - f_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, c)||^2, target = eps (epsilon prediction) or x0
+/// (sample prediction), timesteps uniform over the training schedule.
 /// </summary>
 public static class DiffusionPretrainer
 {
@@ -63,7 +66,7 @@ public static class DiffusionPretrainer
             var xt = a.sqrt() * x0 + (1 - a).sqrt() * noise;
             var ehs = textEncoder.EncodePrompt(ids);
             var pred = unet.forward(xt, t, ehs);
-            var loss = nn.functional.mse_loss(pred, noise);
+            var loss = nn.functional.mse_loss(pred, o.PredictionType == "sample" ? x0 : noise);
 
             double lr = o.LearningRate * Math.Min(1.0, (step + 1.0) / Math.Max(1, o.WarmupSteps));
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;

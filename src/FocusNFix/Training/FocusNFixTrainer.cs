@@ -30,6 +30,7 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly Dictionary<string, Tensor> _condCache = new();
     int _startStep;
     readonly bool _ownsReward;
+    readonly List<int> _active;
     int _skipped;
 
     public const string FinalPeftName = "lora.safetensors";
@@ -65,6 +66,8 @@ public sealed class FocusNFixTrainer : IDisposable
         _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks,
             config.Train.Cache == "disk" ? Path.Combine(RunDir, "cache") : null, progress: (d, t) => progress?.Invoke("caching originals", d, t));
         SaveOriginals();
+        _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || HasMask(i)).ToList();
+        if (_active.Count == 0) throw new InvalidInputException("prompts.only_problematic is set but no original image of the pool has a non-empty mask");
 
         using (var g = new Generator((ulong)config.Seed + 1))
             _lora = LoraNetwork.Attach(_pipe.Unet, new LoraConfig { Rank = config.Lora.Rank, Alpha = config.Lora.Alpha, TargetModules = config.Lora.TargetModules.ToArray() }, g);
@@ -129,16 +132,22 @@ public sealed class FocusNFixTrainer : IDisposable
     {
         int perStep = Config.Train.BatchSize * Config.Optimizer.GradAccumulation;
         long flat = (long)step * perStep + (long)micro * Config.Train.BatchSize;
-        int n = _cache.Pool.Count;
+        int n = _active.Count;
         var result = new List<int>();
         for (int k = 0; k < Config.Train.BatchSize; k++)
         {
             long pos = flat + k;
             long epoch = pos / n;
             var perm = Permutation(n, Config.Seed * 7919 + epoch);
-            result.Add(perm[(int)(pos % n)]);
+            result.Add(_active[perm[(int)(pos % n)]]);
         }
         return result;
+    }
+
+    bool HasMask(int i)
+    {
+        using var scope = NewDisposeScope();
+        return _cache.Get(i).Mask.sum().item<float>() > 0;
     }
 
     static int[] Permutation(int n, long seed)

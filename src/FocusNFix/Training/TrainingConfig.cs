@@ -29,7 +29,11 @@ public sealed class TrainingConfig
     public List<RewardSpec> Rewards { get; set; } = new() { new RewardSpec() };
     /// <summary>Where the problem-region heatmaps of the original images come from.</summary>
     public HeatmapSpec Heatmap { get; set; } = new();
-    public MaskOptions Mask { get; set; } = new();
+    /// <summary>
+    /// Heatmap to mask. Heatmap sources already return values in [0,1] (probabilities, or saliency normalised per
+    /// image), so normalise is off by default: min-max scaling a clean image's near-zero heatmap would invent a mask.
+    /// </summary>
+    public MaskOptions Mask { get; set; } = new() { Normalise = false };
     public ConstraintConfig Constraint { get; set; } = new();
     public OptimizerConfig Optimizer { get; set; } = new();
     public TrainLoopConfig Train { get; set; } = new();

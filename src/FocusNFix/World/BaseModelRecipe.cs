@@ -18,6 +18,12 @@ public static class BaseModelRecipe
 
     public const int TextHidden = 32;
 
+    /// <summary>
+    /// The UNet predicts the clean image (diffusers' prediction_type "sample"): on flat-colour scenes it reaches clean
+    /// samples in a CPU-sized budget, where epsilon prediction still leaves visible noise.
+    /// </summary>
+    public const string PredictionType = "sample";
+
     public static JsonObject UNetConfig(int imageSize) => new()
     {
         ["_class_name"] = "UNet2DConditionModel",
@@ -61,7 +67,7 @@ public static class BaseModelRecipe
 
     /// <summary>
     /// DDIM with the DDPM "linear" betas (1e-4..0.02, the pixel-space standard), trailing spacing so sampling starts
-    /// at t = 999, and x0 clipping to the image range [-1, 1].
+    /// at t = 999, x0 clipping to the image range [-1, 1], and x0 ("sample") prediction.
     /// </summary>
     public static JsonObject SchedulerConfig() => new()
     {
@@ -75,7 +81,7 @@ public static class BaseModelRecipe
         ["clip_sample_range"] = 1.0,
         ["set_alpha_to_one"] = true,
         ["steps_offset"] = 0,
-        ["prediction_type"] = "epsilon",
+        ["prediction_type"] = PredictionType,
         ["timestep_spacing"] = "trailing",
     };
 
