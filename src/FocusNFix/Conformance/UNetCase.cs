@@ -16,28 +16,17 @@ public static class UNetCase
         using var model = UNet2DConditionModel.FromPretrained(caseDir);
         var inputs = Safetensors.Load(Path.Combine(caseDir, "inputs.safetensors"));
         var expected = Safetensors.Load(Path.Combine(caseDir, "outputs.safetensors"));
-        var intermediatesPath = Path.Combine(caseDir, "intermediates.safetensors");
-        var wanted = File.Exists(intermediatesPath) ? Safetensors.Load(intermediatesPath) : new Dictionary<string, Tensor>();
-
         var actual = new Dictionary<string, Tensor>();
+        var capture = new IntermediateCapture(caseDir, actual);
         using (no_grad())
         {
-            model.DebugHook = (name, t) =>
-            {
-                var key = "intermediate." + name;
-                if (wanted.ContainsKey(key) && !actual.ContainsKey(key)) actual[key] = t.detach().clone().DetachFromDisposeScope();
-            };
+            model.DebugHook = capture.Hook;
             actual["sample"] = model.forward(inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"]);
             model.DebugHook = null;
             if (inputs.TryGetValue("timestep_scalar", out var scalar))
                 actual["sample_scalar_timestep"] = model.forward(inputs["sample"], scalar, inputs["encoder_hidden_states"]);
         }
-        // Compare only the intermediates our modules produce (all the reference's hook points have a counterpart here).
-        foreach (var (key, t) in wanted)
-        {
-            if (actual.ContainsKey(key)) expected[key] = t;
-            else t.Dispose();
-        }
+        capture.AddExpected(expected);
         foreach (var t in inputs.Values) t.Dispose();
         return new CaseTensors(expected, actual);
     }

@@ -17,17 +17,11 @@ public static class VaeCase
         using var model = AutoencoderKL.FromPretrained(caseDir);
         var inputs = Safetensors.Load(Path.Combine(caseDir, "inputs.safetensors"));
         var expected = Safetensors.Load(Path.Combine(caseDir, "outputs.safetensors"));
-        var intermediatesPath = Path.Combine(caseDir, "intermediates.safetensors");
-        var wanted = File.Exists(intermediatesPath) ? Safetensors.Load(intermediatesPath) : new Dictionary<string, Tensor>();
-
         var actual = new Dictionary<string, Tensor>();
+        var capture = new IntermediateCapture(caseDir, actual);
         using (no_grad())
         {
-            model.DebugHook = (name, t) =>
-            {
-                var key = "intermediate." + name;
-                if (wanted.ContainsKey(key) && !actual.ContainsKey(key)) actual[key] = t.detach().clone().DetachFromDisposeScope();
-            };
+            model.DebugHook = capture.Hook;
             var posterior = model.Encode(inputs["image"]);
             actual["latent_mean"] = posterior.Mean;
             actual["latent_logvar"] = posterior.LogVar;
@@ -37,11 +31,7 @@ public static class VaeCase
             model.DebugHook = null;
             actual["reconstruction"] = model.forward(inputs["image"]);
         }
-        foreach (var (key, t) in wanted)
-        {
-            if (actual.ContainsKey(key)) expected[key] = t;
-            else t.Dispose();
-        }
+        capture.AddExpected(expected);
         foreach (var t in inputs.Values) t.Dispose();
         return new CaseTensors(expected, actual);
     }
