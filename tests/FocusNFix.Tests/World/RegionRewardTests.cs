@@ -212,6 +212,12 @@ public class RegionRewardTests : IDisposable
         var images = torch.rand(3, 3, 32, 32);
         Assert.True(Same(m.Heatmap(images), loaded.Heatmap(images)));
         Assert.True(Same(m.Score(images, []), loaded.Score(images, [])));
+
+        // Loaded rewards are frozen, yet differentiable with respect to the images.
+        Assert.All(loaded.parameters(), p => Assert.False(p.requires_grad));
+        var x = images.clone().requires_grad_(true);
+        loaded.Score(x, []).sum().backward();
+        Assert.True(x.grad!.abs().sum().item<float>() > 0);
     }
 
     [Fact]
