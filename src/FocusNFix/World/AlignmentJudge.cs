@@ -259,7 +259,7 @@ public sealed class AlignmentJudge : nn.Module<Tensor, JudgeLogits>
         AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), Config.ToJson(World) + "\n");
     }
 
-    /// <summary>Loads a folder written by <see cref="SavePretrained"/> (strict weights), in eval mode on the CPU.</summary>
+    /// <summary>Loads a folder written by <see cref="SavePretrained"/> (strict weights) on the CPU, frozen and in eval mode.</summary>
     public static AlignmentJudge FromPretrained(string folder) => RewardInputs.Load("alignment judge", folder, () =>
     {
         if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: folder not found");
@@ -269,7 +269,7 @@ public sealed class AlignmentJudge : nn.Module<Tensor, JudgeLogits>
         var world = WorldSpec.Load(Path.Combine(folder, Path.GetFileName(json.String("world_file") ?? WorldSpec.FileName)));
         var judge = new AlignmentJudge(world, JudgeConfig.FromJson(json, world));
         StateDict.LoadFile(judge, WeightFiles.Find(folder, WeightsBase));
-        judge.eval();
+        RewardInputs.Freeze(judge);
         return judge;
     });
 }

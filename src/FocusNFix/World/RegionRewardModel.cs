@@ -192,14 +192,17 @@ public sealed class RegionRewardModel : nn.Module<Tensor, Tensor>, IReward, IHea
         AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), Config.ToJson() + "\n");
     }
 
-    /// <summary>Loads a folder written by <see cref="SavePretrained"/> (strict weights), in eval mode on the CPU.</summary>
+    /// <summary>
+    /// Loads a folder written by <see cref="SavePretrained"/> (strict weights) on the CPU, frozen (no parameter requires
+    /// grad) and in eval mode, as a reward is a judge: gradients still reach the images.
+    /// </summary>
     public static RegionRewardModel FromPretrained(string folder) => RewardInputs.Load("region reward model", folder, () =>
     {
         if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: folder not found");
         var config = RegionRewardConfig.FromJson(JsonConfig.Load(Path.Combine(folder, ConfigFile)));
         var model = new RegionRewardModel(config);
         StateDict.LoadFile(model, WeightFiles.Find(folder, WeightsBase));
-        model.eval();
+        RewardInputs.Freeze(model);
         return model;
     });
 }

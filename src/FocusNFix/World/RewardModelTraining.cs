@@ -30,7 +30,7 @@ public static class RewardModelTraining
     /// <param name="Split">Prompt split the rendered scenes are drawn from.</param>
     /// <param name="LogImagesEvery">Steps between image grids in the log (0: never).</param>
     public sealed record Options(
-        string Defect, int Steps = 800, int BatchSize = 32, double LearningRate = 3e-3, long Seed = 0,
+        string Defect, int Steps = 1200, int BatchSize = 32, double LearningRate = 3e-3, long Seed = 0,
         double PosWeight = 3, double WeightDecay = 1e-4, IReadOnlyList<int>? Channels = null, bool Augment = true,
         double ExtraFraction = 0.5, Split Split = Split.Train, int LogImagesEvery = 200)
     {
@@ -162,42 +162,54 @@ public static class RewardModelTraining
     public static (double Auc, double MeanIoU, int Positives, int Count) Evaluate(RegionRewardModel m, Tensor images, Tensor oracleMasks,
         Tensor? present = null, int minPixels = 4, int batchSize = 256)
     {
-        if (images.dim() != 4 || oracleMasks.dim() != 4 || oracleMasks.shape[0] != images.shape[0] || oracleMasks.shape[1] != 1
-            || oracleMasks.shape[2] != images.shape[2] || oracleMasks.shape[3] != images.shape[3])
-            throw new InvalidInputException($"reward evaluation: images [{string.Join(",", images.shape)}] and masks [{string.Join(",", oracleMasks.shape)}]: expected [N,3,H,W] and [N,1,H,W]");
+        if (images.dim() != 4 || images.shape[1] != 3)
+            throw new InvalidInputException($"reward evaluation: images [{string.Join(",", images.shape)}]: expected [N,3,H,W]");
         using var gc = BlockingGc.Enter();
+        using var scope = NewDisposeScope();
         int n = (int)images.shape[0];
-        var scores = new List<double>(n);
-        var labels = new List<bool>(n);
-        double iouSum = 0;
-        int positives = 0;
+        var heat = new List<Tensor>();
+        var scores = new List<Tensor>();
         bool wasTraining = m.training;
         m.eval();
         using (no_grad())
             for (int start = 0; start < n; start += batchSize)
             {
-                using var scope = NewDisposeScope();
-                int len = Math.Min(batchSize, n - start);
-                var x = images.narrow(0, start, len);
-                var truth = ScalarOps.Gt(oracleMasks.narrow(0, start, len).to(float32).cpu(), 0.5);
-                var isPresent = present is null
-                    ? ScalarOps.Ge(truth.sum(new long[] { 1, 2, 3 }), minPixels)
-                    : present.narrow(0, start, len).cpu().to(ScalarType.Bool);
-                var heat = ScalarOps.Gt(m.Heatmap(x).to(float32).cpu(), 0.5);
-                var inter = (heat & truth).sum(new long[] { 1, 2, 3 }).to(float64);
-                var union = (heat | truth).sum(new long[] { 1, 2, 3 }).to(float64);
-                var s = m.DefectScore(x).to(float64).cpu().data<double>().ToArray();
-                var p = isPresent.data<bool>().ToArray();
-                var iou = (inter / ScalarOps.ClampMin(union, 1)).data<double>().ToArray();
-                for (int i = 0; i < len; i++)
-                {
-                    scores.Add(s[i]);
-                    labels.Add(p[i]);
-                    if (p[i]) { positives++; iouSum += iou[i]; }
-                }
+                var x = images.narrow(0, start, Math.Min(batchSize, n - start));
+                heat.Add(m.Heatmap(x).to(float32).cpu());
+                scores.Add(m.DefectScore(x).to(float64).cpu());
             }
         if (wasTraining) m.train();
-        return (Auc.RocAuc(scores, labels), positives == 0 ? double.NaN : iouSum / positives, positives, n);
+        return Metrics(cat(heat.ToArray(), 0), cat(scores.ToArray(), 0), oracleMasks, present, minPixels);
+    }
+
+    /// <summary>
+    /// The metrics of <see cref="Evaluate(RegionRewardModel, Tensor, Tensor, Tensor?, int, int)"/> from heatmaps [N,1,H,W], image-level scores
+    /// [N] and oracle masks [N,1,H,W]: ROC AUC of the scores against presence, and the mean over present images of the IoU
+    /// between heatmap &gt; 0.5 and the mask.
+    /// </summary>
+    public static (double Auc, double MeanIoU, int Positives, int Count) Metrics(Tensor heatmaps, Tensor scores, Tensor oracleMasks,
+        Tensor? present = null, int minPixels = 4)
+    {
+        long n = heatmaps.shape[0];
+        if (heatmaps.dim() != 4 || heatmaps.shape[1] != 1 || !oracleMasks.shape.SequenceEqual(heatmaps.shape) || scores.numel() != n
+            || (present is not null && present.numel() != n))
+            throw new InvalidInputException($"reward evaluation: heatmaps [{string.Join(",", heatmaps.shape)}], scores [{string.Join(",", scores.shape)}], " +
+                $"masks [{string.Join(",", oracleMasks.shape)}]: expected [N,1,H,W], [N] and [N,1,H,W] for the same N, H, W");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var dims = new long[] { 1, 2, 3 };
+        var truth = ScalarOps.Gt(oracleMasks.detach().to(float32).cpu(), 0.5);
+        var isPresent = present is null ? ScalarOps.Ge(truth.sum(dims), minPixels) : present.detach().cpu().to(ScalarType.Bool).flatten();
+        var heat = ScalarOps.Gt(heatmaps.detach().to(float32).cpu(), 0.5);
+        var inter = (heat & truth).sum(dims).to(float64);
+        var union = (heat | truth).sum(dims).to(float64);
+        var iou = (inter / ScalarOps.ClampMin(union, 1)).data<double>().ToArray();
+        var p = isPresent.data<bool>().ToArray();
+        var s = scores.detach().to(float64).cpu().flatten().data<double>().ToArray();
+        int positives = p.Count(b => b);
+        double iouSum = 0;
+        for (int i = 0; i < n; i++) if (p[i]) iouSum += iou[i];
+        return (Auc.RocAuc(s, p), positives == 0 ? double.NaN : iouSum / positives, positives, (int)n);
     }
 
     /// <summary><see cref="Evaluate(RegionRewardModel, Tensor, Tensor, Tensor?, int, int)"/> on held-out rendered scenes, with the oracle's exact presence rule.</summary>
@@ -317,7 +329,7 @@ internal static class ScalarOps
 /// implicit temporaries (mul_(beta1), add_(grad, alpha: ...)) whose finalizers can free them during the native call; in
 /// long CPU runs that corrupted libtorch's heap. The moments live outside any dispose scope and are owned here.
 /// </summary>
-internal sealed class ScopedAdamW : IDisposable
+public sealed class ScopedAdamW : IDisposable
 {
     readonly TorchSharp.Modules.Parameter[] _params;
     readonly Tensor[] _m, _v;
@@ -382,7 +394,7 @@ internal sealed class ScopedAdamW : IDisposable
 /// libtorch still reads it, which corrupted the native heap within minutes ("Unknown scalar type", reproduced reliably
 /// with DOTNET_GCgen0size=0x20000; gone with GCLatencyMode.Batch or DOTNET_gcConcurrent=0).
 /// </summary>
-internal readonly struct BlockingGc : IDisposable
+public readonly struct BlockingGc : IDisposable
 {
     readonly System.Runtime.GCLatencyMode _previous;
 
