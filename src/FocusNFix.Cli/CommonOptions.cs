@@ -9,7 +9,8 @@ public static class CommonOptions
 {
     public static Option<string> Device() => new("--device") { Description = "Torch device: cpu, cuda, cuda:N (needs TorchSharp's CUDA package)", DefaultValueFactory = _ => "cpu" };
     public static Option<string> DType() => new("--dtype") { Description = "Model dtype: float32, bfloat16 or float16 (where the backend supports it)", DefaultValueFactory = _ => "float32" };
-    public static Option<int> Threads() => new("--threads") { Description = "CPU threads for torch (0 = torch's default)", DefaultValueFactory = _ => 0 };
+    /// <param name="defaultThreads">1 for the small ShapesWorld nets: with more threads, libgomp's spin-waiting costs more than it gains.</param>
+    public static Option<int> Threads(int defaultThreads = 0) => new("--threads") { Description = "CPU threads for torch (0 = torch's default)", DefaultValueFactory = _ => defaultThreads };
 
     public static Device ParseDevice(string text)
     {

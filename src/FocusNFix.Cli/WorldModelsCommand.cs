@@ -20,7 +20,7 @@ public static class WorldModelsCommand
         var samples = new Option<int>("--base-samples-seeds") { Description = "Seeds per train prompt for the base-model training samples", DefaultValueFactory = _ => 2 };
         var seed = new Option<long>("--seed") { Description = "Seed", DefaultValueFactory = _ => 0 };
         var logdir = new Option<string?>("--logdir") { Description = "TensorBoard folder (default: runs/world-reward-<defect>)" };
-        var threads = CommonOptions.Threads();
+        var threads = CommonOptions.Threads(defaultThreads: 1);
         var cmd = new Command("train-reward", "Train a region reward model (per-pixel defect heatmap + image reward) on rendered scenes and oracle-labelled base-model samples")
         {
             defect, baseModel, output, steps, samples, seed, logdir, threads,
@@ -80,7 +80,7 @@ public static class WorldModelsCommand
         var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 1500 };
         var seed = new Option<long>("--seed") { Description = "Seed", DefaultValueFactory = _ => 0 };
         var logdir = new Option<string>("--logdir") { Description = "TensorBoard folder", DefaultValueFactory = _ => "runs/world-judge" };
-        var threads = CommonOptions.Threads();
+        var threads = CommonOptions.Threads(defaultThreads: 1);
         var cmd = new Command("train-judge", "Train the alignment judge (colour and shape per place) on rendered scenes") { output, steps, seed, logdir, threads };
         cmd.SetAction(CliErrors.Action(pr =>
         {
