@@ -1,3 +1,4 @@
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -6,8 +7,10 @@ namespace FocusNFix.Training;
 /// <summary>
 /// AdamW (Loshchilov and Hutter; PyTorch's torch.optim.AdamW update, amsgrad off) whose state saves to and loads
 /// from safetensors exactly, so a resumed run continues bit for bit. TorchSharp's optimisers have no such export.
+/// Scalars are created and disposed explicitly: TorchSharp 0.107 does not keep implicitly converted temporaries alive
+/// during native calls.
 /// </summary>
-public sealed class AdamW
+public sealed class AdamW : IDisposable
 {
     readonly IReadOnlyList<Parameter> _params;
     readonly Tensor[] _m, _v;
@@ -20,7 +23,7 @@ public sealed class AdamW
 
     public AdamW(IEnumerable<Parameter> parameters, double lr, double weightDecay = 0.01)
     {
-        _params = parameters.ToList();
+        _params = parameters.Where(p => p.requires_grad).ToList();
         LearningRate = lr;
         WeightDecay = weightDecay;
         _m = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
@@ -37,20 +40,33 @@ public sealed class AdamW
     public void Step()
     {
         using var _ = no_grad();
+        using var scope = NewDisposeScope();
         StepCount++;
         double bc1 = 1 - Math.Pow(Beta1, StepCount), bc2 = 1 - Math.Pow(Beta2, StepCount);
+        using var decay = (1 - LearningRate * WeightDecay).ToScalar();
+        using var b1 = Beta1.ToScalar();
+        using var a1 = (1 - Beta1).ToScalar();
+        using var b2 = Beta2.ToScalar();
+        using var a2 = (1 - Beta2).ToScalar();
+        using var eps = Eps.ToScalar();
+        using var sqrtBc2 = Math.Sqrt(bc2).ToScalar();
+        using var stepSize = (-LearningRate / bc1).ToScalar();
         for (int i = 0; i < _params.Count; i++)
         {
             var p = _params[i];
             var g = p.grad;
             if (g is null) continue;
-            using var scope = NewDisposeScope();
-            p.mul_(1 - LearningRate * WeightDecay);
-            _m[i].mul_(Beta1).add_(g, alpha: 1 - Beta1);
-            _v[i].mul_(Beta2).addcmul_(g, g, value: 1 - Beta2);
-            var denom = (_v[i].sqrt() / Math.Sqrt(bc2)).add_(Eps);
-            p.addcdiv_(_m[i], denom, value: -LearningRate / bc1);
+            p.mul_(decay);
+            _m[i].mul_(b1).add_(g, a1);
+            _v[i].mul_(b2).addcmul_(g, g, a2);
+            var denom = _v[i].sqrt().div_(sqrtBc2).add_(eps);
+            p.addcdiv_(_m[i], denom, stepSize);
         }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _m.Concat(_v)) t.Dispose();
     }
 
     /// <summary>State as named tensors: step, and exp_avg / exp_avg_sq per parameter index.</summary>

@@ -44,7 +44,7 @@ public static class Benchmark
                 using var scope = NewDisposeScope();
                 pipe.Unet.forward(x, t, ehs).square().mean().backward();
             }));
-            var opt = new AdamW(lora.TrainableParameters(), 1e-4);
+            using var opt = new AdamW(lora.TrainableParameters(), 1e-4);
             var uncond = pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()).DetachFromDisposeScope();
             foreach (int k in ks)
             {

@@ -309,6 +309,7 @@ public sealed class FocusNFixTrainer : IDisposable
     public void Dispose()
     {
         _cache.Dispose();
+        Optimizer.Dispose();
         _uncond.Dispose();
         foreach (var t in _condCache.Values) t.Dispose();
         _pipe.Dispose();

@@ -51,7 +51,7 @@ public static class JudgeTraining
         using var gen = new Generator((ulong)o.Seed);
         var judge = new AlignmentJudge(world.Spec, o.Config);
         judge.train();
-        using var opt = new ScopedAdamW(judge.parameters(), o.LearningRate, o.WeightDecay);
+        using var opt = new Training.AdamW(judge.parameters(), o.LearningRate, o.WeightDecay);
         var seeds = new SplitMix64(o.Seed, TrainSalt);
 
         for (int step = 0; step < o.Steps; step++)

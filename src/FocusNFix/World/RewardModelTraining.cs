@@ -61,7 +61,7 @@ public static class RewardModelTraining
         var baseConfig = RegionRewardConfig.For(world.Spec, kind);
         var model = new RegionRewardModel(o.Channels is null ? baseConfig : baseConfig with { Channels = o.Channels.ToArray() });
         model.train();
-        using var opt = new ScopedAdamW(model.parameters(), o.LearningRate, o.WeightDecay);
+        using var opt = new Training.AdamW(model.parameters(), o.LearningRate, o.WeightDecay);
         var seeds = new SplitMix64(o.Seed, TrainSalt);
         string tag = $"reward_{model.Name}";
 
@@ -321,70 +321,6 @@ internal static class ScalarOps
     public static Tensor Le(Tensor t, double v) { using var s = v.ToScalar(); return t.le(s); }
     public static Tensor ClampMin(Tensor t, double v) { using var s = v.ToScalar(); return t.clamp_min(s); }
     public static Tensor Clamp01(Tensor t) { using var lo = 0.0.ToScalar(); using var hi = 1.0.ToScalar(); return t.clamp(lo, hi); }
-}
-
-/// <summary>
-/// AdamW (Loshchilov and Hutter; PyTorch's update rule: decoupled decay p -= lr*wd*p, bias-corrected moments,
-/// eps added after the square root) with every Scalar created explicitly and scoped. TorchSharp's optim.AdamW passes
-/// implicit temporaries (mul_(beta1), add_(grad, alpha: ...)) whose finalizers can free them during the native call; in
-/// long CPU runs that corrupted libtorch's heap. The moments live outside any dispose scope and are owned here.
-/// </summary>
-public sealed class ScopedAdamW : IDisposable
-{
-    readonly TorchSharp.Modules.Parameter[] _params;
-    readonly Tensor[] _m, _v;
-    readonly double _beta1, _beta2, _eps, _weightDecay;
-    long _t;
-
-    public double LearningRate { get; set; }
-
-    public ScopedAdamW(IEnumerable<TorchSharp.Modules.Parameter> parameters, double lr, double weightDecay, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8)
-    {
-        _params = parameters.Where(p => p.requires_grad).ToArray();
-        LearningRate = lr; _weightDecay = weightDecay; _beta1 = beta1; _beta2 = beta2; _eps = eps;
-        using var noGrad = no_grad();
-        _m = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
-        _v = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
-    }
-
-    public void ZeroGrad()
-    {
-        foreach (var p in _params)
-        {
-            using var g = p.grad;
-            g?.zero_();
-        }
-    }
-
-    public void Step()
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        _t++;
-        double bc1 = 1 - Math.Pow(_beta1, _t), bc2 = 1 - Math.Pow(_beta2, _t);
-        using var decay = (1 - LearningRate * _weightDecay).ToScalar();
-        using var b1 = _beta1.ToScalar();
-        using var a1 = (1 - _beta1).ToScalar();
-        using var b2 = _beta2.ToScalar();
-        using var a2 = (1 - _beta2).ToScalar();
-        using var eps = _eps.ToScalar();
-        using var stepSize = (-LearningRate / bc1).ToScalar();
-        for (int i = 0; i < _params.Length; i++)
-        {
-            var g = _params[i].grad;
-            if (g is null) continue;
-            _params[i].mul_(decay);
-            _m[i].mul_(b1).add_(g, a1);
-            _v[i].mul_(b2).addcmul_(g, g, a2);
-            var denom = (_v[i].sqrt() / Math.Sqrt(bc2)).add_(eps);
-            _params[i].addcdiv_(_m[i], denom, stepSize);
-        }
-    }
-
-    public void Dispose()
-    {
-        foreach (var t in _m.Concat(_v)) t.Dispose();
-    }
 }
 
 /// <summary>

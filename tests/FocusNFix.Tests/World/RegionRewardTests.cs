@@ -243,7 +243,7 @@ public class RegionRewardTests : IDisposable
     }
 
     [Fact]
-    public void ScopedAdamWMatchesTorchSharpAdamW()
+    public void AdamWMatchesTorchSharpAdamW()
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(8);
@@ -251,7 +251,7 @@ public class RegionRewardTests : IDisposable
         var b = nn.Linear(4, 3);
         b.load_state_dict(a.state_dict());
         var reference = optim.AdamW(a.parameters(), 0.05, weight_decay: 0.1);
-        using var ours = new ScopedAdamW(b.parameters(), 0.05, 0.1);
+        using var ours = new FocusNFix.Training.AdamW(b.parameters(), 0.05, 0.1);
         var x = torch.randn(16, 4);
         var y = torch.randn(16, 3);
         for (int i = 0; i < 5; i++)
