@@ -109,10 +109,11 @@ public static class WorldCommand
         var seed = new Option<long>("--seed") { Description = "Seed of the data stream and the initialisation", DefaultValueFactory = _ => 0 };
         var evalSeeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the final evaluation", DefaultValueFactory = _ => 2 };
         var logdir = new Option<string>("--logdir") { Description = "TensorBoard folder", DefaultValueFactory = _ => "runs/world-base" };
+        var initFrom = new Option<string?>("--init-from") { Description = "Continue from this pipeline folder's weights (its model card is kept as the history)" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("train-base", "Train the base pixel-space text-to-image model on rendered, defect-carrying scenes; write the pipeline folder and its model card")
         {
-            world, output, tokenizer, steps, batch, lr, seed, evalSeeds, logdir, threads,
+            world, output, tokenizer, steps, batch, lr, seed, evalSeeds, logdir, initFrom, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -125,6 +126,14 @@ public static class WorldCommand
             using var unet = BaseModelRecipe.NewUNet(w.Spec.ImageSize);
             using var text = BaseModelRecipe.NewTextEncoder();
             var schedule = BaseModelRecipe.NewScheduler();
+            string? history = null;
+            if (pr.GetValue(initFrom) is { } init)
+            {
+                StateDict.LoadFile(unet, IO.WeightFiles.Find(Path.Combine(init, "unet"), "diffusion_pytorch_model"));
+                StateDict.LoadFile(text, IO.WeightFiles.Find(Path.Combine(init, "text_encoder"), "model"));
+                var oldCard = Path.Combine(init, "MODEL_CARD.md");
+                history = File.Exists(oldCard) ? File.ReadAllText(oldCard) : null;
+            }
             long unetParams = unet.parameters().Sum(p => p.numel()), textParams = text.parameters().Sum(p => p.numel());
             Console.WriteLine($"UNet {unetParams:N0} parameters, text encoder {textParams:N0}; {o.Steps} steps x batch {o.BatchSize}");
             using var log = new TensorBoardLog(pr.GetValue(logdir)!);
@@ -147,6 +156,9 @@ public static class WorldCommand
                 WorldEvaluation.Run(pipe, w, prompts, seeds, BaseModelRecipe.DefaultSteps, BaseModelRecipe.DefaultGuidance, progress: report));
             var figures = WorldEvalFigures.From(verdicts);
             var card = BaseModelCard(Environment.GetCommandLineArgs(), o, w, unetParams, textParams, result, figures, seeds);
+            if (history != null)
+                card += "\n## History: the run this one continued from (its weights were the initialisation)\n\n" +
+                    string.Join("\n", history.Split('\n').Select(l => l.StartsWith('#') ? "#" + l : l));
             AtomicFile.WriteAllText(Path.Combine(outDir, "MODEL_CARD.md"), card);
             Console.WriteLine(figures.ToMarkdown());
             Console.WriteLine($"wrote {outDir} (wall time {result.WallTime.TotalMinutes:F1} min)");
