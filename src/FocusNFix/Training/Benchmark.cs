@@ -45,7 +45,8 @@ public static class Benchmark
                 pipe.Unet.forward(x, t, ehs).square().mean().backward();
             }));
             using var opt = new AdamW(lora.TrainableParameters(), 1e-4);
-            var uncond = pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()).DetachFromDisposeScope();
+            Tensor uncond;
+            using (no_grad()) uncond = pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()).DetachFromDisposeScope();
             foreach (int k in ks)
             {
                 progress?.Invoke($"training step K={k}");
