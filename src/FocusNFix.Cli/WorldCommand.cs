@@ -213,7 +213,7 @@ public static class WorldCommand
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             var w = LoadWorld(pr.GetValue(world));
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!);
-            if (pr.GetValue(lora) is { } lf) LoraSupport.Apply(pipe, lf, pr.GetValue(loraScale));
+            if (pr.GetValue(lora) is { } lf) pipe.LoadLora(lf, pr.GetValue(loraScale));
             var prompts = PromptSplits.Prompts(w.Spec, PromptSplits.ParseSplit(pr.GetValue(split)!));
             var seedList = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList();
             var verdicts = Progress.Run($"sampling {prompts.Count * seedList.Count} images", report =>
