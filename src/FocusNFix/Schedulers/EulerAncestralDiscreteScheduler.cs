@@ -28,14 +28,7 @@ public sealed class EulerAncestralDiscreteScheduler : SigmaSchedulerBase
     public string TimestepSpacing { get; }
     public int StepsOffset { get; }
 
-    public override double InitNoiseSigma
-    {
-        get
-        {
-            float max = SigmaValues.Max();
-            return TimestepSpacing is "linspace" or "trailing" ? max : MathF.Sqrt(max * max + 1f);
-        }
-    }
+    public override double InitNoiseSigma => EulerInitNoiseSigma(TimestepSpacing);
 
     public override void SetTimesteps(int numInferenceSteps)
     {
@@ -49,11 +42,7 @@ public sealed class EulerAncestralDiscreteScheduler : SigmaSchedulerBase
         NumInferenceSteps = numInferenceSteps;
     }
 
-    public override Tensor ScaleModelInput(Tensor sample, Tensor timestep)
-    {
-        float sigma = SigmaValues[CurrentIndex(timestep)];
-        return sample / MathF.Sqrt(sigma * sigma + 1f);
-    }
+    public override Tensor ScaleModelInput(Tensor sample, Tensor timestep) => ScaleBySigma(sample, timestep);
 
     public override SchedulerOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, Generator? generator = null, Tensor? noise = null)
     {

@@ -49,14 +49,7 @@ public sealed class EulerDiscreteScheduler : SigmaSchedulerBase
 
     static Tensor ContinuousTimesteps(float[] sigmas) => tensor(sigmas.Select(s => 0.25f * MathF.Log(s)).ToArray());
 
-    public override double InitNoiseSigma
-    {
-        get
-        {
-            float max = SigmaValues.Max();
-            return TimestepSpacing is "linspace" or "trailing" ? max : MathF.Sqrt(max * max + 1f);
-        }
-    }
+    public override double InitNoiseSigma => EulerInitNoiseSigma(TimestepSpacing);
 
     public override void SetTimesteps(int numInferenceSteps)
     {
@@ -86,11 +79,7 @@ public sealed class EulerDiscreteScheduler : SigmaSchedulerBase
         NumInferenceSteps = numInferenceSteps;
     }
 
-    public override Tensor ScaleModelInput(Tensor sample, Tensor timestep)
-    {
-        float sigma = SigmaValues[CurrentIndex(timestep)];
-        return sample / MathF.Sqrt(sigma * sigma + 1f);
-    }
+    public override Tensor ScaleModelInput(Tensor sample, Tensor timestep) => ScaleBySigma(sample, timestep);
 
     public override SchedulerOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, Generator? generator = null, Tensor? noise = null)
     {

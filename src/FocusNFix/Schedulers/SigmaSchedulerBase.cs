@@ -71,6 +71,20 @@ public abstract class SigmaSchedulerBase : SchedulerBase
     }
 
     /// <summary>Timesteps for leading/trailing/linspace as the Euler schedulers compute them (float64 before the float32 cast).</summary>
+    /// <summary>Euler-family init_noise_sigma: sigma_max for linspace/trailing spacing, sqrt(sigma_max^2 + 1) otherwise.</summary>
+    protected double EulerInitNoiseSigma(string spacing)
+    {
+        float max = SigmaValues.Max();
+        return spacing is "linspace" or "trailing" ? max : MathF.Sqrt(max * max + 1f);
+    }
+
+    /// <summary>Euler-family scale_model_input: sample / sqrt(sigma^2 + 1) at the current timestep.</summary>
+    protected Tensor ScaleBySigma(Tensor sample, Tensor timestep)
+    {
+        float sigma = SigmaValues[CurrentIndex(timestep)];
+        return sample / MathF.Sqrt(sigma * sigma + 1f);
+    }
+
     protected static double[] EulerTimesteps(string spacing, int numTrain, int n, int stepsOffset) => spacing switch
     {
         "linspace" => ScheduleMath.Linspace(0, numTrain - 1, n).Select(v => (double)(float)v).Reverse().ToArray(),
