@@ -15,6 +15,22 @@ public abstract class UNetDownBlock : nn.Module, IOutputHooked
     public Action<Tensor>? OutputHook { get; set; }
 
     public abstract (Tensor Hidden, Tensor[] Skips) forward(Tensor hidden, Tensor temb, Tensor encoderHiddenStates);
+
+    /// <summary>
+    /// The end of every down block: the optional downsampler (its output is a skip too), the debug hook, and the
+    /// result moved out of the caller's dispose scope.
+    /// </summary>
+    protected (Tensor Hidden, Tensor[] Skips) Finish(Tensor hidden, List<Tensor> skips, ModuleList<Downsample2D>? downsamplers)
+    {
+        if (downsamplers is not null)
+        {
+            hidden = downsamplers[0].forward(hidden);
+            skips.Add(hidden);
+        }
+        OutputHook.Emit(hidden);
+        foreach (var t in skips) t.MoveToOuterDisposeScope();
+        return (hidden.MoveToOuterDisposeScope(), skips.ToArray());
+    }
 }
 
 /// <summary>A UNet up block: consumes as many skips as it has resnets (the last skip first).</summary>
@@ -55,14 +71,7 @@ public sealed class DownBlock2D : UNetDownBlock
             hidden = resnet.forward(hidden, temb);
             skips.Add(hidden);
         }
-        if (downsamplers is not null)
-        {
-            hidden = downsamplers[0].forward(hidden);
-            skips.Add(hidden);
-        }
-        OutputHook.Emit(hidden);
-        foreach (var t in skips) t.MoveToOuterDisposeScope();
-        return (hidden.MoveToOuterDisposeScope(), skips.ToArray());
+        return Finish(hidden, skips, downsamplers);
     }
 }
 
@@ -94,14 +103,7 @@ public sealed class CrossAttnDownBlock2D : UNetDownBlock
             hidden = attentions[i].forward(hidden, encoderHiddenStates);
             skips.Add(hidden);
         }
-        if (downsamplers is not null)
-        {
-            hidden = downsamplers[0].forward(hidden);
-            skips.Add(hidden);
-        }
-        OutputHook.Emit(hidden);
-        foreach (var t in skips) t.MoveToOuterDisposeScope();
-        return (hidden.MoveToOuterDisposeScope(), skips.ToArray());
+        return Finish(hidden, skips, downsamplers);
     }
 }
 
