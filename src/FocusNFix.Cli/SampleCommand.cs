@@ -14,8 +14,8 @@ public static class SampleCommand
         var prompt = new Option<string[]>("--prompt") { Description = "Prompt; repeat the option for several prompts", Required = true, AllowMultipleArgumentsPerToken = false };
         var negative = new Option<string?>("--negative-prompt") { Description = "Negative prompt for classifier-free guidance (default: empty)" };
         var seed = new Option<long>("--seed") { Description = "Seed of the first image; image k of a prompt uses seed + k", DefaultValueFactory = _ => 0 };
-        var steps = new Option<int>("--steps") { Description = "Number of denoising steps", DefaultValueFactory = _ => 50 };
-        var guidance = new Option<double>("--guidance") { Description = "Classifier-free guidance scale (no guidance at 1 or below)", DefaultValueFactory = _ => 7.5 };
+        var steps = new Option<int?>("--steps") { Description = "Number of denoising steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
+        var guidance = new Option<double?>("--guidance") { Description = "Classifier-free guidance scale, no guidance at 1 or below (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
         var scheduler = new Option<string?>("--scheduler") { Description = $"Scheduler: {string.Join("|", SchedulerFactory.Names)} (default: the pipeline's own)" };
         var eta = new Option<double>("--eta") { Description = "DDIM eta (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
         var batch = new Option<int>("--batch") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };
@@ -41,6 +41,9 @@ public static class SampleCommand
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             if (pr.GetValue(scheduler) is { } name) pipe.UseScheduler(name);
             if (pr.GetValue(lora) is { } loraPath) pipe.LoadLora(loraPath, pr.GetValue(loraScale) ?? 1.0);
+            var recommended = pipe.Folder.RecommendedSampling;
+            int stepCount = pr.GetValue(steps) ?? recommended.Steps ?? 50;
+            double guidanceScale = pr.GetValue(guidance) ?? recommended.GuidanceScale ?? 7.5;
             var prompts = pr.GetValue(prompt)!;
             var jobs = prompts.SelectMany((p, i) => Enumerable.Range(0, perPrompt).Select(k => (Index: i, Prompt: p, Seed: pr.GetValue(seed) + k))).ToList();
             var outDir = pr.GetValue(output)!;
@@ -48,12 +51,12 @@ public static class SampleCommand
             var written = Progress.Run($"sampling {jobs.Count} image(s)", report =>
             {
                 var files = new List<string>();
-                int total = jobs.Count * pr.GetValue(steps), done = 0;
+                int total = jobs.Count * stepCount, done = 0;
                 foreach (var job in jobs)
                 {
                     var options = new SampleOptions
                     {
-                        Steps = pr.GetValue(steps), GuidanceScale = pr.GetValue(guidance), NegativePrompt = pr.GetValue(negative),
+                        Steps = stepCount, GuidanceScale = guidanceScale, NegativePrompt = pr.GetValue(negative),
                         Eta = pr.GetValue(eta), Seeds = new[] { job.Seed }, Height = pr.GetValue(height), Width = pr.GetValue(width),
                         ClipSkip = pr.GetValue(clipSkip),
                     };

@@ -53,4 +53,28 @@ public sealed class PipelineFolder
     }
 
     public string Component(string name) => System.IO.Path.Combine(Path, name);
+
+    /// <summary>
+    /// The sampling settings the model's authors recommend, from model_index.json's optional
+    /// <c>_focusnfix_sampling</c> object (<c>steps</c>, <c>guidance_scale</c>); null for a setting it does not give.
+    /// diffusers ignores keys that start with an underscore, so the folder stays loadable there.
+    /// </summary>
+    public (int? Steps, double? GuidanceScale) RecommendedSampling
+    {
+        get
+        {
+            if (Index.Root["_focusnfix_sampling"] is not System.Text.Json.Nodes.JsonObject o) return (null, null);
+            try
+            {
+                int? steps = o["steps"] is { } s ? s.GetValue<int>() : null;
+                double? guidance = o["guidance_scale"] is { } g ? g.GetValue<double>() : null;
+                if (steps is < 1) throw new FormatException($"steps {steps} is below 1");
+                return (steps, guidance);
+            }
+            catch (Exception e) when (e is FormatException or InvalidOperationException)
+            {
+                throw new InvalidInputException($"{System.IO.Path.Combine(Path, "model_index.json")}: _focusnfix_sampling: expected {{\"steps\": integer >= 1, \"guidance_scale\": number}} ({e.Message})");
+            }
+        }
+    }
 }

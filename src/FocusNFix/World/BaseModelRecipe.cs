@@ -12,9 +12,15 @@ namespace FocusNFix.World;
 /// </summary>
 public static class BaseModelRecipe
 {
-    /// <summary>Sampling defaults of the world's base model (also written into model_index.json as _focusnfix_sampling).</summary>
-    public const int DefaultSteps = 20;
-    public const double DefaultGuidance = 3.0;
+    /// <summary>
+    /// Sampling defaults of the world's base model (also written into model_index.json as _focusnfix_sampling):
+    /// DDIM 50 steps without classifier-free guidance. The unconditional branch sees only the 10% dropped prompts,
+    /// and guiding with it pushes colours off the palette: on the bundled base (256 test samples) guidance 3 gave
+    /// 72.5% colour-in-place and a hazard on 19% of triangle-free prompts, guidance 1 gave 100% and 0%. At 20 steps
+    /// the small stripe glitch is drawn too faintly for the oracle (7.8% of images); at 50 steps 16.8%.
+    /// </summary>
+    public const int DefaultSteps = 50;
+    public const double DefaultGuidance = 1.0;
 
     public const int TextHidden = 32;
 

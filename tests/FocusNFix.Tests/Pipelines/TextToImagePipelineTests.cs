@@ -115,4 +115,21 @@ public class TextToImagePipelineTests : IDisposable
         Assert.Contains("multiples of 8", Assert.Throws<InvalidInputException>(() =>
             pipe.Sample(new[] { "x" }, new SampleOptions { Steps = 1, Height = 30, Seeds = new long[] { 0 } })).Message);
     }
+
+    [Fact]
+    public void RecommendedSamplingIsReadFromModelIndexAndBadValuesAreNamed()
+    {
+        var dir = CopyPipeline("pipeline_tiny_pixel");
+        Assert.Equal((null, null), PipelineFolder.Open(dir).RecommendedSampling);
+        var indexPath = Path.Combine(dir, "model_index.json");
+        var index = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))!.AsObject();
+        index["_focusnfix_sampling"] = new System.Text.Json.Nodes.JsonObject { ["steps"] = 30, ["guidance_scale"] = 1.5 };
+        File.WriteAllText(indexPath, index.ToJsonString());
+        Assert.Equal((30, 1.5), PipelineFolder.Open(dir).RecommendedSampling);
+        index["_focusnfix_sampling"] = new System.Text.Json.Nodes.JsonObject { ["steps"] = "many" };
+        File.WriteAllText(indexPath, index.ToJsonString());
+        var e = Assert.Throws<InvalidInputException>(() => PipelineFolder.Open(dir).RecommendedSampling);
+        Assert.Contains("_focusnfix_sampling", e.Message);
+        Assert.Contains("model_index.json", e.Message);
+    }
 }

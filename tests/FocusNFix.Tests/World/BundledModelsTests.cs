@@ -16,6 +16,7 @@ public class BundledModelsTests
         var world = ShapesWorld.Load(Path.Combine(Models, WorldSpec.FileName));
         using var pipe = TextToImagePipeline.Load(Path.Combine(Models, "base"));
         Assert.True(pipe.Folder.IsPixelSpace);
+        Assert.Equal((BaseModelRecipe.DefaultSteps, BaseModelRecipe.DefaultGuidance), pipe.Folder.RecommendedSampling);
         var prompt = PromptSplits.Prompts(world.Spec, Split.Test)[0];
         using var r = pipe.Sample(new[] { prompt }, new SampleOptions { Steps = 4, GuidanceScale = BaseModelRecipe.DefaultGuidance, Seeds = new long[] { 1 } });
         Assert.Equal(new long[] { 1, 3, world.Spec.ImageSize, world.Spec.ImageSize }, r.Images.shape);
