@@ -14,20 +14,23 @@ public static class BenchCommand
         var model = new Option<string>("--model") { Description = "Pipeline folder", DefaultValueFactory = _ => Path.Combine(WorldCommand.DefaultModels, "base") };
         var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 4 };
         var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (median reported)", DefaultValueFactory = _ => 5 };
-        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => 20 };
+        var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
+        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale; above 1 every UNet call runs the doubled CFG batch (default: the model's _focusnfix_sampling, else 7.5)" };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var threads = CommonOptions.Threads();
-        var cmd = new Command("bench", "Benchmark the model and training steps; prints JSON") { model, batch, repeats, steps, device, dtype, threads };
+        var cmd = new Command("bench", "Benchmark the model and training steps; prints JSON") { model, batch, repeats, steps, guidance, device, dtype, threads };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
-            var figures = Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), pr.GetValue(steps), new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg));
+            int stepCount = pr.GetValue(steps) ?? pipe.Folder.RecommendedSampling.Steps ?? 50;
+            double guidanceScale = pr.GetValue(guidance) ?? pipe.Folder.RecommendedSampling.GuidanceScale ?? 7.5;
+            var figures = Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), stepCount, new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg), guidanceScale);
             var json = JsonSerializer.Serialize(new
             {
                 model = pr.GetValue(model), device = pr.GetValue(device), dtype = pr.GetValue(dtype), batch = pr.GetValue(batch),
-                threads = get_num_threads(), sampling_steps = pr.GetValue(steps), figures,
+                threads = get_num_threads(), sampling_steps = stepCount, guidance_scale = guidanceScale, figures,
             }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
             Console.WriteLine(json);
             return 0;

@@ -21,8 +21,8 @@ public static class EvalCommand
         var target = new Option<string>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed)", Required = true };
         var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap)", Required = true };
-        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => BaseModelRecipe.DefaultSteps };
-        var guidance = new Option<double>("--guidance") { Description = "Guidance scale", DefaultValueFactory = _ => BaseModelRecipe.DefaultGuidance };
+        var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
+        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
         var output = new Option<string>("--out") { Description = "Report folder", DefaultValueFactory = _ => "runs/eval" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("eval", "Evaluate a base model and LoRAs: target and other rewards, oracle figures, preservation inside/outside the mask; writes report.json/md/html")
@@ -57,7 +57,8 @@ public static class EvalCommand
                 Prompts = promptList, Seeds = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList(),
                 Loras = pr.GetValue(loras)!.Select(ParsePair).ToList(),
                 TrainingLogs = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path),
-                Steps = pr.GetValue(steps), GuidanceScale = pr.GetValue(guidance),
+                Steps = pr.GetValue(steps) ?? pipe.Folder.RecommendedSampling.Steps ?? 50,
+                GuidanceScale = pr.GetValue(guidance) ?? pipe.Folder.RecommendedSampling.GuidanceScale ?? 7.5,
                 Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, World = w,
             };
             var outDir = pr.GetValue(output)!;

@@ -15,7 +15,7 @@ public sealed record BenchFigure(string Name, double MedianSeconds, double MinSe
 /// </summary>
 public static class Benchmark
 {
-    public static List<BenchFigure> Run(TextToImagePipeline pipe, int batch, int repeats, int steps, IReadOnlyList<int> ks, Action<string>? progress = null)
+    public static List<BenchFigure> Run(TextToImagePipeline pipe, int batch, int repeats, int steps, IReadOnlyList<int> ks, Action<string>? progress = null, double guidanceScale = 1.0)
     {
         var figures = new List<BenchFigure>();
         int size = pipe.DefaultSize / pipe.VaeScaleFactor;
@@ -50,7 +50,7 @@ public static class Benchmark
             foreach (int k in ks)
             {
                 progress?.Invoke($"training step K={k}");
-                var sampler = new DifferentiableSampler(pipe) { K = k, Steps = steps, GuidanceScale = 3.0, Checkpointing = true };
+                var sampler = new DifferentiableSampler(pipe) { K = k, Steps = steps, GuidanceScale = guidanceScale, Checkpointing = true };
                 figures.Add(Time($"train_step_k{k}_batch{batch}_steps{steps}", repeats, () =>
                 {
                     using var scope = NewDisposeScope();
@@ -68,7 +68,7 @@ public static class Benchmark
         progress?.Invoke("sampling throughput");
         var sample = Time($"sample_batch{batch}_steps{steps}", Math.Max(1, repeats / 2), () =>
         {
-            using var r = pipe.Sample(prompts, new SampleOptions { Steps = steps, GuidanceScale = 3.0, Seeds = Enumerable.Range(0, batch).Select(i => (long)i).ToList() });
+            using var r = pipe.Sample(prompts, new SampleOptions { Steps = steps, GuidanceScale = guidanceScale, Seeds = Enumerable.Range(0, batch).Select(i => (long)i).ToList() });
         });
         figures.Add(sample with { Note = $"{batch / sample.MedianSeconds:F2} images/s" });
         return figures;

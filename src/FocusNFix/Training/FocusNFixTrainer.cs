@@ -63,8 +63,9 @@ public sealed class FocusNFixTrainer : IDisposable
         var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _reward);
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
-        _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks,
-            config.Train.Cache == "disk" ? Path.Combine(RunDir, "cache") : null, progress: (d, t) => progress?.Invoke("caching originals", d, t));
+        var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Path.Combine(RunDir, "cache") : null;
+        _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks, cacheDir,
+            progress: (d, t) => progress?.Invoke("caching originals", d, t), key: heatmapOverride is null ? CacheKey(config) : null);
         SaveOriginals();
         _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || HasMask(i)).ToList();
         if (_active.Count == 0) throw new InvalidInputException("prompts.only_problematic is set but no original image of the pool has a non-empty mask");
@@ -81,6 +82,17 @@ public sealed class FocusNFixTrainer : IDisposable
         Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
         if (latest != null) LoadCheckpoint(latest);
     }
+
+    /// <summary>
+    /// What I0 and M(I0) depend on besides the pool, for reusing a disk cache: the model folder, sampling, dtype,
+    /// device, heatmap source, mask settings and rewards (saliency heatmaps come from them). A heatmap passed in code
+    /// cannot be described, so such runs never reuse a cache.
+    /// </summary>
+    static string CacheKey(TrainingConfig c) => JsonSerializer.Serialize(new
+    {
+        model = Path.GetFullPath(c.Model), sampling = c.Sampling, dtype = c.Dtype, device = c.Device,
+        heatmap = c.Heatmap, mask = c.Mask, rewards = c.Rewards,
+    }, TrainingConfig.Json);
 
     public AdamW Optimizer { get; }
     public LoraNetwork Lora => _lora;

@@ -14,23 +14,44 @@ public sealed record CachedOriginal(Tensor Noise, Tensor Latents, Tensor Image, 
 
 /// <summary>
 /// I0 and M(I0) depend only on (prompt, seed), never on the trained weights, so they are computed once and reused
-/// every epoch: in memory, or on disk (one safetensors file per entry) for large pools.
+/// every epoch: in memory, or on disk (one safetensors file per entry) for large pools. A disk cache carries a key
+/// (model, pool, sampling, heatmap and mask settings) in manifest.json, written last, so another run with the same
+/// key reuses it (the demo's three methods sample their originals once) and a half-written cache is never reused.
 /// </summary>
 public sealed class OriginalCache : IDisposable
 {
+    public const string ManifestName = "manifest.json";
     readonly Dictionary<int, CachedOriginal> _memory = new();
     readonly string? _folder;
     public IReadOnlyList<PoolEntry> Pool { get; }
+    /// <summary>Every mask reads as all zeros (the global-constraint baseline); the stored masks stay as they are.</summary>
+    public bool ZeroMasks { get; }
+    /// <summary>True when a disk cache with the same key was found and nothing was sampled.</summary>
+    public bool Reused { get; private init; }
 
-    OriginalCache(IReadOnlyList<PoolEntry> pool, string? folder) { Pool = pool; _folder = folder; }
+    OriginalCache(IReadOnlyList<PoolEntry> pool, string? folder, bool zeroMasks) { Pool = pool; _folder = folder; ZeroMasks = zeroMasks; }
 
-    /// <param name="folder">null keeps everything in memory; otherwise entries are written there.</param>
-    /// <param name="maskOverride">"zeros" for the global-constraint baseline (keep the whole image).</param>
+    /// <param name="folder">null keeps everything in memory; otherwise entries are written there (or reused from there
+    /// when its manifest carries the same <paramref name="key"/>).</param>
+    /// <param name="zeroMasks">true for the global-constraint baseline (keep the whole image).</param>
+    /// <param name="key">what the entries depend on besides the pool (model, sampling, heatmap, mask settings), as
+    /// text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
     public static OriginalCache Build(TextToImagePipeline pipe, IReadOnlyList<PoolEntry> pool, SampleOptions sampling,
-        HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null)
+        HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
+        string? key = null)
     {
-        var cache = new OriginalCache(pool, folder);
-        if (folder != null) Directory.CreateDirectory(folder);
+        var manifest = ManifestText(pool, key);
+        if (folder != null && key != null && IsComplete(folder, pool, manifest))
+        {
+            progress?.Invoke(pool.Count, pool.Count);
+            return new OriginalCache(pool, folder, zeroMasks) { Reused = true };
+        }
+        var cache = new OriginalCache(pool, folder, zeroMasks);
+        if (folder != null)
+        {
+            Directory.CreateDirectory(folder);
+            File.Delete(Path.Combine(folder, ManifestName));
+        }
         for (int start = 0; start < pool.Count; start += batchSize)
         {
             using var scope = NewDisposeScope();
@@ -47,7 +68,7 @@ public sealed class OriginalCache : IDisposable
             var noise = pipe.NoiseFromSeeds(seeds, (int)(h / pipe.VaeScaleFactor), (int)(w / pipe.VaeScaleFactor));
             Tensor heat;
             using (no_grad()) heat = heatmap(image.Images, prompts, chunk.Select(i => (pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
-            var mask = zeroMasks ? zeros_like(heat) : HeatmapMask.FromHeatmap(heat, maskOptions);
+            var mask = HeatmapMask.FromHeatmap(heat, maskOptions);
             for (int k = 0; k < chunk.Count; k++)
             {
                 var entry = new CachedOriginal(noise[k].clone(), image.FinalLatents[k].clone(), image.Images[k].clone(), heat[k].clone(), mask[k].clone());
@@ -55,7 +76,21 @@ public sealed class OriginalCache : IDisposable
             }
             progress?.Invoke(start + chunk.Count, pool.Count);
         }
+        if (folder != null) AtomicFile.WriteAllText(Path.Combine(folder, ManifestName), manifest);
         return cache;
+    }
+
+    static string ManifestText(IReadOnlyList<PoolEntry> pool, string? key) => System.Text.Json.JsonSerializer.Serialize(new
+    {
+        key,
+        pool = pool.Select(e => new { prompt_index = e.PromptIndex, prompt = e.Prompt, seed = e.Seed }),
+    }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n";
+
+    static bool IsComplete(string folder, IReadOnlyList<PoolEntry> pool, string manifest)
+    {
+        var path = Path.Combine(folder, ManifestName);
+        return File.Exists(path) && File.ReadAllText(path) == manifest
+            && Enumerable.Range(0, pool.Count).All(i => File.Exists(Path.Combine(folder, $"{i}.safetensors")));
     }
 
     void Store(int index, CachedOriginal e)
@@ -75,9 +110,14 @@ public sealed class OriginalCache : IDisposable
     /// <summary>The cached tensors of one entry (from disk: fresh tensors the caller's dispose scope owns).</summary>
     public CachedOriginal Get(int index)
     {
-        if (_folder == null) return _memory[index];
-        var d = Safetensors.Load(Path.Combine(_folder, $"{index}.safetensors"));
-        return new CachedOriginal(d["noise"], d["latents"], d["image"], d["heatmap"], d["mask"]);
+        CachedOriginal e;
+        if (_folder == null) e = _memory[index];
+        else
+        {
+            var d = Safetensors.Load(Path.Combine(_folder, $"{index}.safetensors"));
+            e = new CachedOriginal(d["noise"], d["latents"], d["image"], d["heatmap"], d["mask"]);
+        }
+        return ZeroMasks ? e with { Mask = zeros_like(e.Mask) } : e;
     }
 
     /// <summary>Stacks the entries of a batch: (noise, latents, images, heatmaps, masks), each [B,...].</summary>

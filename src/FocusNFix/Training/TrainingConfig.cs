@@ -80,6 +80,7 @@ public sealed class TrainingConfig
         if (Train.BatchSize < 1) Fail("train.batch_size", Train.BatchSize, "at least 1");
         if (Optimizer.GradAccumulation < 1) Fail("optimizer.grad_accumulation", Optimizer.GradAccumulation, "at least 1");
         if (Train.Cache is not ("memory" or "disk")) Fail("train.cache", Train.Cache, "memory or disk");
+        if (Train.CacheDir is not null && Train.Cache != "disk") Fail("train.cache_dir", Train.CacheDir, "unset unless train.cache is disk");
         Mask.Validate();
     }
 }
@@ -100,9 +101,10 @@ public sealed class PromptConfig
 
 public sealed class SamplingConfig
 {
-    /// <summary>Denoising steps T (DDIM, eta below).</summary>
-    public int Steps { get; set; } = 20;
-    public double GuidanceScale { get; set; } = 3.0;
+    /// <summary>Denoising steps T (DDIM, eta below). The defaults are the bundled ShapesWorld model's recommended
+    /// sampling (its model_index.json); set 7.5 guidance for Stable Diffusion.</summary>
+    public int Steps { get; set; } = 50;
+    public double GuidanceScale { get; set; } = 1.0;
     public double Eta { get; set; }
     /// <summary>Scheduler by CLI name (null: the pipeline's own).</summary>
     public string? Scheduler { get; set; }
@@ -176,4 +178,9 @@ public sealed class TrainLoopConfig
     public int CheckpointEvery { get; set; } = 20;
     /// <summary>Where the cache of original images and masks lives: memory, or disk (under the run folder) for large pools.</summary>
     public string Cache { get; set; } = "memory";
+    /// <summary>
+    /// With cache = disk: the cache folder (default: cache/ in the run folder). Runs that name the same folder with
+    /// the same model, pool, sampling, heatmap and mask settings reuse it instead of sampling the originals again.
+    /// </summary>
+    public string? CacheDir { get; set; }
 }

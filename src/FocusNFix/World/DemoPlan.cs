@@ -47,7 +47,8 @@ public sealed class DemoPlan
         Heatmap = new HeatmapSpec { Type = "reward-model", Path = RewardModel },
         Constraint = new ConstraintConfig { Lambda = 3.0, Norm = "frobenius", Space = "pixel" },
         Optimizer = new OptimizerConfig { LearningRate = 2e-3, GradClip = 1.0, WarmupSteps = 5 },
-        Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20 },
+        // One disk cache of the originals for all three methods: same pool, sampling and masks (global reads them as zeros).
+        Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = Path.Combine(OutDir, "originals-cache") },
     };
 
     public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)

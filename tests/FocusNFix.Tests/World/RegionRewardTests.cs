@@ -64,9 +64,21 @@ public class RegionRewardTests : IDisposable
         Assert.True(heat.min().item<float>() > 0 && heat.max().item<float>() < 1);
         var score = m.Score(images, ["ignored"]);
         Assert.Equal(new long[] { 3 }, score.shape);
-        var expected = -heat.sum(new long[] { 1, 2, 3 }) / m.Config.RewardAreaPixels;
-        Assert.True(torch.allclose(score, expected, rtol: 1e-5, atol: 1e-6));
+        Assert.Equal(RegionRewardConfig.LogClean, m.Config.RewardForm);
+        var expected = (1 - heat).log().sum(new long[] { 1, 2, 3 }) / m.Config.RewardAreaPixels;
+        Assert.True(torch.allclose(score, expected, rtol: 1e-4, atol: 1e-5));
         Assert.Equal(16, m.Config.RewardAreaPixels);
+        // The expected-area form, and what a config written before reward_form existed means.
+        torch.manual_seed(1);
+        var area = new RegionRewardModel(m.Config with { RewardForm = RegionRewardConfig.ExpectedArea });
+        area.load_state_dict(m.state_dict());
+        area.eval();
+        Assert.True(torch.allclose(area.Score(images, []), -heat.sum(new long[] { 1, 2, 3 }) / 16, rtol: 1e-5, atol: 1e-6));
+        var legacy = System.Text.Json.Nodes.JsonNode.Parse(m.Config.ToJson())!.AsObject();
+        legacy.Remove("reward_form");
+        Assert.Equal(RegionRewardConfig.ExpectedArea, RegionRewardConfig.FromJson(new FocusNFix.IO.JsonConfig(legacy, "legacy")).RewardForm);
+        legacy["reward_form"] = "squared";
+        Assert.Contains("reward_form 'squared'", Assert.Throws<InvalidInputException>(() => RegionRewardConfig.FromJson(new FocusNFix.IO.JsonConfig(legacy, "legacy"))).Message);
         var top = heat.flatten(1).topk(m.Config.ScoreTopK, dim: 1).values.mean(new long[] { 1 });
         Assert.True(torch.allclose(m.DefectScore(images), top, rtol: 1e-5, atol: 1e-7));
 
