@@ -3,6 +3,7 @@ using FocusNFix.Evaluation;
 using FocusNFix.Masks;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
+using FocusNFix.Training;
 using FocusNFix.World;
 
 namespace FocusNFix.Cli;
@@ -20,7 +21,7 @@ public static class EvalCommand
         var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 };
         var target = new Option<string>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed)", Required = true };
         var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
-        var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap)", Required = true };
+        var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap); masks are built with the training defaults (threshold 0.5, dilation 2, no normalisation)", Required = true };
         var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
         var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
         var output = new Option<string>("--out") { Description = "Report folder", DefaultValueFactory = _ => "runs/eval" };
@@ -60,6 +61,9 @@ public static class EvalCommand
                 Steps = pr.GetValue(steps) ?? pipe.Folder.RecommendedSampling.Steps ?? 50,
                 GuidanceScale = pr.GetValue(guidance) ?? pipe.Folder.RecommendedSampling.GuidanceScale ?? 7.5,
                 Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, World = w,
+                // The masks a training run builds by default (no per-image normalisation, which would give every clean
+                // image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
+                Mask = new TrainingConfig().Mask,
             };
             var outDir = pr.GetValue(output)!;
             var result = Progress.RunWithStatus("evaluating", report => Evaluator.Run(pipe, setup, outDir, (what, d, t) => report(d, t, what)));

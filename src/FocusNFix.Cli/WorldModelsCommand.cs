@@ -60,6 +60,7 @@ public static class WorldModelsCommand
             card.AppendLine("## Training");
             card.AppendLine($"- command: `fnf {string.Join(" ", Environment.GetCommandLineArgs().Skip(1))}`");
             card.AppendLine($"- seed {options.Seed}; {options.Steps} steps x batch {options.BatchSize} ({options.ExtraFraction:P0} of each batch from {extra.shape[0]} base-model samples of the train prompts, seeds {string.Join(", ", trainSeeds)}; the rest freshly rendered, augmented)");
+            card.AppendLine($"- base-model samples drawn with DDIM {BaseModelRecipe.DefaultSteps} steps, guidance {BaseModelRecipe.DefaultGuidance} (the base model's recommended sampling), labelled by the oracle");
             card.AppendLine($"- wall time {clock.Elapsed.TotalMinutes:F1} min (including sampling and evaluation)");
             card.AppendLine();
             card.AppendLine("## Quality");

@@ -45,7 +45,7 @@ public sealed class DemoPlan
         Lora = new LoraSection { Rank = 8, Alpha = 8 },
         Rewards = new List<RewardSpec> { new() { Type = "region-reward-model", Path = RewardModel, Weight = 1.0 } },
         Heatmap = new HeatmapSpec { Type = "reward-model", Path = RewardModel },
-        Constraint = new ConstraintConfig { Lambda = 3.0, Norm = "frobenius", Space = "pixel" },
+        Constraint = new ConstraintConfig { Lambda = 1.0, Norm = "frobenius", Space = "pixel" },
         Optimizer = new OptimizerConfig { LearningRate = 2e-3, GradClip = 1.0, WarmupSteps = 5 },
         // One disk cache of the originals for all three methods: same pool, sampling and masks (global reads them as zeros).
         Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = Path.Combine(OutDir, "originals-cache") },
