@@ -25,8 +25,8 @@ public sealed class DifferentiableSampler
     public BackpropMode Mode { get; init; } = BackpropMode.DraftK;
     public int K { get; init; } = 2;
     public bool Checkpointing { get; init; } = true;
-    public int Steps { get; init; } = 20;
-    public double GuidanceScale { get; init; } = 3.0;
+    public int Steps { get; init; } = 50;
+    public double GuidanceScale { get; init; } = 7.5;
 
     public DifferentiableSampler(TextToImagePipeline pipe) { _pipe = pipe; }
 
