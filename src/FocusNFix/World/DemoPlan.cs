@@ -33,20 +33,28 @@ public sealed class DemoPlan
     public string OtherRewardModel => Path.Combine(Models, Defect == "hazard" ? "reward-glitch" : "reward-hazard");
     public string Judge => Path.Combine(Models, "judge");
 
+    /// <summary>
+    /// Per-defect settings, shared by the three methods. Glitches sit in ~15% of the pool's originals, so with the
+    /// whole pool most batches carry no reward signal: the glitch task trains on the pairs whose original has a mask,
+    /// with a lighter constraint and a higher rate (measured: glitch rate -36% at 40.7 dB outside the mask, against
+    /// -11% with the hazard settings).
+    /// </summary>
+    bool Glitch => Defect == "glitch";
+
     public TrainingConfig TrainingConfig(string method) => new()
     {
         Model = BaseModel,
         Objective = method,
         OutputDir = Path.Combine(OutDir, "runs", method),
         Seed = 0,
-        Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2 },
+        Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2, OnlyProblematic = Glitch },
         Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
         Draft = new DraftConfig { Mode = "draft-k", K = 2, Checkpointing = true },
         Lora = new LoraSection { Rank = 8, Alpha = 8 },
         Rewards = new List<RewardSpec> { new() { Type = "region-reward-model", Path = RewardModel, Weight = 1.0 } },
         Heatmap = new HeatmapSpec { Type = "reward-model", Path = RewardModel },
-        Constraint = new ConstraintConfig { Lambda = 1.0, Norm = "frobenius", Space = "pixel" },
-        Optimizer = new OptimizerConfig { LearningRate = 2e-3, GradClip = 1.0, WarmupSteps = 5 },
+        Constraint = new ConstraintConfig { Lambda = Glitch ? 0.3 : 1.0, Norm = "frobenius", Space = "pixel" },
+        Optimizer = new OptimizerConfig { LearningRate = Glitch ? 4e-3 : 2e-3, GradClip = 1.0, WarmupSteps = 5 },
         // One disk cache of the originals for all three methods: same pool, sampling and masks (global reads them as zeros).
         Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = Path.Combine(OutDir, "originals-cache") },
     };
