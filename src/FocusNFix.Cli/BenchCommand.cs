@@ -24,8 +24,7 @@ public static class BenchCommand
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
-            int stepCount = pr.GetValue(steps) ?? pipe.Folder.RecommendedSampling.Steps ?? 50;
-            double guidanceScale = pr.GetValue(guidance) ?? pipe.Folder.RecommendedSampling.GuidanceScale ?? 7.5;
+            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
             var figures = Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), stepCount, new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg), guidanceScale);
             var json = JsonSerializer.Serialize(new
             {

@@ -53,13 +53,13 @@ public static class EvalCommand
                 };
             }
             using var pipe = TextToImagePipeline.Load(modelDir);
+            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
             var setup = new EvalSetup
             {
                 Prompts = promptList, Seeds = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList(),
                 Loras = pr.GetValue(loras)!.Select(ParsePair).ToList(),
                 TrainingLogs = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path),
-                Steps = pr.GetValue(steps) ?? pipe.Folder.RecommendedSampling.Steps ?? 50,
-                GuidanceScale = pr.GetValue(guidance) ?? pipe.Folder.RecommendedSampling.GuidanceScale ?? 7.5,
+                Steps = stepCount, GuidanceScale = guidanceScale,
                 Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, World = w,
                 // The masks a training run builds by default (no per-image normalisation, which would give every clean
                 // image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.

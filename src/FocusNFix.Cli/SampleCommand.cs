@@ -41,9 +41,7 @@ public static class SampleCommand
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             if (pr.GetValue(scheduler) is { } name) pipe.UseScheduler(name);
             if (pr.GetValue(lora) is { } loraPath) pipe.LoadLora(loraPath, pr.GetValue(loraScale) ?? 1.0);
-            var recommended = pipe.Folder.RecommendedSampling;
-            int stepCount = pr.GetValue(steps) ?? recommended.Steps ?? 50;
-            double guidanceScale = pr.GetValue(guidance) ?? recommended.GuidanceScale ?? 7.5;
+            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
             var prompts = pr.GetValue(prompt)!;
             var jobs = prompts.SelectMany((p, i) => Enumerable.Range(0, perPrompt).Select(k => (Index: i, Prompt: p, Seed: pr.GetValue(seed) + k))).ToList();
             var outDir = pr.GetValue(output)!;

@@ -77,4 +77,11 @@ public sealed class PipelineFolder
             }
         }
     }
+
+    /// <summary>The sampling to use: what the user gave, else <see cref="RecommendedSampling"/>, else diffusers' pipeline defaults (50 steps, guidance 7.5).</summary>
+    public (int Steps, double GuidanceScale) ResolveSampling(int? steps, double? guidanceScale)
+    {
+        var recommended = RecommendedSampling;
+        return (steps ?? recommended.Steps ?? 50, guidanceScale ?? recommended.GuidanceScale ?? 7.5);
+    }
 }

@@ -67,7 +67,7 @@ public sealed class FocusNFixTrainer : IDisposable
         _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks, cacheDir,
             progress: (d, t) => progress?.Invoke("caching originals", d, t), key: heatmapOverride is null ? CacheKey(config) : null);
         SaveOriginals();
-        _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || HasMask(i)).ToList();
+        _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || _cache.IsProblematic(i)).ToList();
         if (_active.Count == 0) throw new InvalidInputException("prompts.only_problematic is set but no original image of the pool has a non-empty mask");
 
         using (var g = new Generator((ulong)config.Seed + 1))
@@ -154,12 +154,6 @@ public sealed class FocusNFixTrainer : IDisposable
             result.Add(_active[perm[(int)(pos % n)]]);
         }
         return result;
-    }
-
-    bool HasMask(int i)
-    {
-        using var scope = NewDisposeScope();
-        return _cache.Get(i).Mask.sum().item<float>() > 0;
     }
 
     static int[] Permutation(int n, long seed)

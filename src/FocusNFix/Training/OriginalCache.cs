@@ -110,14 +110,22 @@ public sealed class OriginalCache : IDisposable
     /// <summary>The cached tensors of one entry (from disk: fresh tensors the caller's dispose scope owns).</summary>
     public CachedOriginal Get(int index)
     {
-        CachedOriginal e;
-        if (_folder == null) e = _memory[index];
-        else
-        {
-            var d = Safetensors.Load(Path.Combine(_folder, $"{index}.safetensors"));
-            e = new CachedOriginal(d["noise"], d["latents"], d["image"], d["heatmap"], d["mask"]);
-        }
+        var e = Stored(index);
         return ZeroMasks ? e with { Mask = zeros_like(e.Mask) } : e;
+    }
+
+    /// <summary>Whether the original's heatmap mask is non-empty: the pair shows the problem, whatever mask the objective trains with.</summary>
+    public bool IsProblematic(int index)
+    {
+        using var scope = NewDisposeScope();
+        return Stored(index).Mask.sum().item<float>() > 0;
+    }
+
+    CachedOriginal Stored(int index)
+    {
+        if (_folder == null) return _memory[index];
+        var d = Safetensors.Load(Path.Combine(_folder, $"{index}.safetensors"));
+        return new CachedOriginal(d["noise"], d["latents"], d["image"], d["heatmap"], d["mask"]);
     }
 
     /// <summary>Stacks the entries of a batch: (noise, latents, images, heatmaps, masks), each [B,...].</summary>

@@ -121,11 +121,14 @@ public class TextToImagePipelineTests : IDisposable
     {
         var dir = CopyPipeline("pipeline_tiny_pixel");
         Assert.Equal((null, null), PipelineFolder.Open(dir).RecommendedSampling);
+        Assert.Equal((50, 7.5), PipelineFolder.Open(dir).ResolveSampling(null, null));
         var indexPath = Path.Combine(dir, "model_index.json");
         var index = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))!.AsObject();
         index["_focusnfix_sampling"] = new System.Text.Json.Nodes.JsonObject { ["steps"] = 30, ["guidance_scale"] = 1.5 };
         File.WriteAllText(indexPath, index.ToJsonString());
         Assert.Equal((30, 1.5), PipelineFolder.Open(dir).RecommendedSampling);
+        Assert.Equal((30, 1.5), PipelineFolder.Open(dir).ResolveSampling(null, null));
+        Assert.Equal((12, 1.5), PipelineFolder.Open(dir).ResolveSampling(12, null));
         index["_focusnfix_sampling"] = new System.Text.Json.Nodes.JsonObject { ["steps"] = "many" };
         File.WriteAllText(indexPath, index.ToJsonString());
         var e = Assert.Throws<InvalidInputException>(() => PipelineFolder.Open(dir).RecommendedSampling);

@@ -50,6 +50,7 @@ public class OriginalCacheTests : IDisposable
             Assert.True(a.Noise.eq(b.Noise).all().item<bool>());
             Assert.True(a.Mask.sum().item<float>() > 0);
             Assert.Equal(0f, b.Mask.abs().sum().item<float>()); // the global baseline's view of the same cache
+            Assert.True(again.IsProblematic(i)); // the pair still counts as problematic under the global objective
         }
         using var otherKey = Build(pipe, folder, "k2");
         Assert.False(otherKey.Reused);
