@@ -91,6 +91,20 @@ public static class ReportPlots
         finally { plot.Dispose(); }
     }
 
+    /// <summary>
+    /// The value axis of a bar chart: always includes 0, where the bars start (ScottPlot's margins alone left an
+    /// all-negative chart starting at its largest bar, so a bar near 0 vanished), plus 15% of the span as room for
+    /// the value labels on each side that has bars. Non-finite values are ignored.
+    /// </summary>
+    public static (double Bottom, double Top) BarValueRange(IEnumerable<double> values)
+    {
+        var finite = values.Where(double.IsFinite).ToList();
+        double min = Math.Min(0, finite.DefaultIfEmpty(0).Min()), max = Math.Max(0, finite.DefaultIfEmpty(0).Max());
+        double span = max - min;
+        if (span == 0) return (0, 1);
+        return (min < 0 ? min - 0.15 * span : 0, max > 0 ? max + 0.15 * span : 0);
+    }
+
     static byte[] BarPng(string title, List<(string Method, Color Colour, double Value)> values, bool target)
     {
         var plot = NewPlot();
@@ -109,11 +123,8 @@ public static class ReportPlots
             plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
             plot.Axes.Bottom.MajorTickStyle.Length = 0;
             plot.HideGrid();
-            bool allNonNegative = values.All(v => v.Value >= 0), allNonPositive = values.All(v => v.Value <= 0);
-            // Bars grow from the axis, not from mid-air; the far side keeps room for the value labels.
-            if (allNonNegative) plot.Axes.Margins(bottom: 0, top: 0.15);
-            else if (allNonPositive) plot.Axes.Margins(bottom: 0.15, top: 0);
-            else plot.Axes.Margins(bottom: 0.15, top: 0.15);
+            var (bottom, top) = BarValueRange(values.Select(v => v.Value));
+            plot.Axes.SetLimitsY(bottom, top);
             plot.Title(target ? title + " — target" : title);
             return plot.GetImageBytes(BarWidth, BarHeight, ImageFormat.Png);
         }
