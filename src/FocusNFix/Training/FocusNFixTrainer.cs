@@ -50,6 +50,9 @@ public sealed class FocusNFixTrainer : IDisposable
         if (resume && latest == null) throw new InvalidInputException($"{RunDir}: --resume given but the run folder has no checkpoint");
         if (!resume && Directory.Exists(Path.Combine(RunDir, "checkpoints")) && Directory.EnumerateDirectories(Path.Combine(RunDir, "checkpoints")).Any())
             throw new InvalidInputException($"{RunDir}: the run folder already has checkpoints; pass --resume to continue it, or choose another output_dir");
+        // Unset sampling settings become the model's recommended ones here, so the run folder records what was used.
+        (config.Sampling.Steps, config.Sampling.GuidanceScale) = PipelineFolder.Open(config.Model).ResolveSampling(config.Sampling.Steps, config.Sampling.GuidanceScale);
+        config.Validate($"training config (sampling resolved with {config.Model})");
         AtomicFile.WriteAllText(Path.Combine(RunDir, "config.json"), config.ToJson());
 
         manual_seed(config.Seed);
@@ -76,7 +79,7 @@ public sealed class FocusNFixTrainer : IDisposable
         {
             Mode = config.Draft.Mode switch { "refl" => BackpropMode.Refl, "full" => BackpropMode.Full, _ => BackpropMode.DraftK },
             K = config.Draft.K, Checkpointing = config.Draft.Checkpointing,
-            Steps = config.Sampling.Steps, GuidanceScale = config.Sampling.GuidanceScale,
+            Steps = config.Sampling.Steps.Value, GuidanceScale = config.Sampling.GuidanceScale.Value,
         };
         using (no_grad()) _uncond = _pipe.EncodePrompts(new[] { "" }).DetachFromDisposeScope();
         Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
@@ -105,7 +108,7 @@ public sealed class FocusNFixTrainer : IDisposable
         _ => throw new InvalidInputException($"dtype '{s}': expected float32, bfloat16 or float16"),
     };
 
-    static SampleOptions SamplingOptions(TrainingConfig c) => new() { Steps = c.Sampling.Steps, GuidanceScale = c.Sampling.GuidanceScale, Eta = c.Sampling.Eta };
+    static SampleOptions SamplingOptions(TrainingConfig c) => new() { Steps = c.Sampling.Steps!.Value, GuidanceScale = c.Sampling.GuidanceScale!.Value, Eta = c.Sampling.Eta };
 
     /// <summary>The training pool: prompts (file or world split) x seeds 0..N-1.</summary>
     public static List<PoolEntry> BuildPool(TrainingConfig c)

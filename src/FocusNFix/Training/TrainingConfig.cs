@@ -68,9 +68,9 @@ public sealed class TrainingConfig
     {
         void Fail(string key, object? value, string expected) => throw new InvalidInputException($"{source}: {key} = {value}: expected {expected}");
         if (!Objectives.Contains(Objective)) Fail("objective", Objective, string.Join(", ", Objectives));
-        if (Sampling.Steps < 1) Fail("sampling.steps", Sampling.Steps, "at least 1");
+        if (Sampling.Steps is < 1) Fail("sampling.steps", Sampling.Steps, "at least 1 (or null: the model's recommended sampling)");
         if (Draft.Mode is not ("draft-k" or "refl" or "full")) Fail("draft.mode", Draft.Mode, "draft-k, refl or full");
-        if (Draft.K < 1 || Draft.K > Sampling.Steps) Fail("draft.k", Draft.K, $"between 1 and sampling.steps ({Sampling.Steps})");
+        if (Draft.K < 1 || (Sampling.Steps is int steps && Draft.K > steps)) Fail("draft.k", Draft.K, $"between 1 and sampling.steps ({Sampling.Steps})");
         if (Lora.Rank < 1) Fail("lora.rank", Lora.Rank, "at least 1");
         if (Rewards.Count == 0) Fail("rewards", "[]", "at least one reward");
         if (Constraint.Norm is not ("frobenius" or "per-pixel")) Fail("constraint.norm", Constraint.Norm, "frobenius or per-pixel");
@@ -101,10 +101,11 @@ public sealed class PromptConfig
 
 public sealed class SamplingConfig
 {
-    /// <summary>Denoising steps T (DDIM, eta below). The defaults are the bundled ShapesWorld model's recommended
-    /// sampling (its model_index.json); set 7.5 guidance for Stable Diffusion.</summary>
-    public int Steps { get; set; } = 50;
-    public double GuidanceScale { get; set; } = 1.0;
+    /// <summary>Denoising steps T (DDIM, eta below). Null: the model's recommended sampling (model_index.json's
+    /// _focusnfix_sampling), else diffusers' pipeline default 50. The run folder's config.json records the value used.</summary>
+    public int? Steps { get; set; }
+    /// <summary>Classifier-free guidance scale (none at 1 or below). Null: the model's recommended sampling, else 7.5.</summary>
+    public double? GuidanceScale { get; set; }
     public double Eta { get; set; }
     /// <summary>Scheduler by CLI name (null: the pipeline's own).</summary>
     public string? Scheduler { get; set; }

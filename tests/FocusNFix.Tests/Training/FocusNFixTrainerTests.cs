@@ -121,4 +121,38 @@ public class FocusNFixTrainerTests : IDisposable
         File.WriteAllText(path, "{\"no_such_field\": 1}");
         Assert.Contains("no_such_field", Assert.Throws<InvalidInputException>(() => TrainingConfig.Load(path)).Message);
     }
+
+    [Fact]
+    public void UnsetSamplingIsTheModelsRecommendedAndTheRunFolderRecordsIt()
+    {
+        // The golden pixel pipeline, with a recommended sampling written into its model_index.json.
+        var model = Path.Combine(_tmp, "model");
+        var src = Golden.Case("pipeline_tiny_pixel");
+        foreach (var f in Directory.GetFiles(src, "*", SearchOption.AllDirectories))
+        {
+            var dst = f.Replace(src, model);
+            Directory.CreateDirectory(Path.GetDirectoryName(dst)!);
+            File.Copy(f, dst);
+        }
+        var indexPath = Path.Combine(model, "model_index.json");
+        var index = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))!.AsObject();
+        index["_focusnfix_sampling"] = new System.Text.Json.Nodes.JsonObject { ["steps"] = 3, ["guidance_scale"] = 1.5 };
+        File.WriteAllText(indexPath, index.ToJsonString());
+
+        var cfg = Config("resolved", 1);
+        cfg.Model = model;
+        cfg.Sampling = new SamplingConfig();
+        Assert.Null(cfg.Sampling.Steps);
+        using (var trainer = new FocusNFixTrainer(cfg, reward: new RedReward(), heatmapOverride: TopHalf))
+            Assert.Equal((3, 1.5), (trainer.Config.Sampling.Steps, trainer.Config.Sampling.GuidanceScale));
+        var written = TrainingConfig.Load(Path.Combine(_tmp, "resolved", "config.json"));
+        Assert.Equal((3, 1.5), (written.Sampling.Steps, written.Sampling.GuidanceScale));
+
+        // K is checked against the resolved step count.
+        var tooDeep = Config("too-deep", 1);
+        tooDeep.Model = model;
+        tooDeep.Sampling = new SamplingConfig();
+        tooDeep.Draft = new DraftConfig { K = 4 };
+        Assert.Contains("draft.k", Assert.Throws<InvalidInputException>(() => new FocusNFixTrainer(tooDeep, reward: new RedReward(), heatmapOverride: TopHalf)).Message);
+    }
 }
