@@ -201,8 +201,8 @@ public static class WorldCommand
         var loraScale = new Option<double>("--lora-scale") { Description = "LoRA scale", DefaultValueFactory = _ => 1.0 };
         var split = new Option<string>("--split") { Description = "Prompt split", DefaultValueFactory = _ => "test" };
         var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 2 };
-        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => BaseModelRecipe.DefaultSteps };
-        var guidance = new Option<double>("--guidance") { Description = "Guidance scale", DefaultValueFactory = _ => BaseModelRecipe.DefaultGuidance };
+        var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
+        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("eval", "Sample prompts x seeds and print the oracle's figures (colour-in-place accuracy, hazard and glitch rates)")
         {
@@ -216,8 +216,9 @@ public static class WorldCommand
             if (pr.GetValue(lora) is { } lf) pipe.LoadLora(lf, pr.GetValue(loraScale));
             var prompts = PromptSplits.Prompts(w.Spec, PromptSplits.ParseSplit(pr.GetValue(split)!));
             var seedList = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList();
-            var verdicts = Progress.Run($"sampling {prompts.Count * seedList.Count} images", report =>
-                WorldEvaluation.Run(pipe, w, prompts, seedList, pr.GetValue(steps), pr.GetValue(guidance), progress: report));
+            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
+            var verdicts = Progress.Run($"sampling {prompts.Count * seedList.Count} images (DDIM {stepCount} steps, guidance {guidanceScale})", report =>
+                WorldEvaluation.Run(pipe, w, prompts, seedList, stepCount, guidanceScale, progress: report));
             Console.WriteLine(WorldEvalFigures.From(verdicts).ToMarkdown());
             return 0;
         }));

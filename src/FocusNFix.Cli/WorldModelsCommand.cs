@@ -60,7 +60,8 @@ public static class WorldModelsCommand
             card.AppendLine("## Training");
             card.AppendLine($"- command: `fnf {string.Join(" ", Environment.GetCommandLineArgs().Skip(1))}`");
             card.AppendLine($"- seed {options.Seed}; {options.Steps} steps x batch {options.BatchSize} ({options.ExtraFraction:P0} of each batch from {extra.shape[0]} base-model samples of the train prompts, seeds {string.Join(", ", trainSeeds)}; the rest freshly rendered, augmented)");
-            card.AppendLine($"- base-model samples drawn with DDIM {BaseModelRecipe.DefaultSteps} steps, guidance {BaseModelRecipe.DefaultGuidance} (the base model's recommended sampling), labelled by the oracle");
+            var (sampleSteps, sampleGuidance) = pipe.Folder.ResolveSampling(null, null);
+            card.AppendLine($"- base-model samples drawn with DDIM {sampleSteps} steps, guidance {sampleGuidance} (the base model's recommended sampling), labelled by the oracle");
             card.AppendLine($"- wall time {clock.Elapsed.TotalMinutes:F1} min (including sampling and evaluation)");
             card.AppendLine();
             card.AppendLine("## Quality");
@@ -114,11 +115,12 @@ public static class WorldModelsCommand
         return cmd;
     }
 
-    /// <summary>Base-model samples for prompts x seeds, [N,3,H,W] in [0,1] on the CPU.</summary>
+    /// <summary>Base-model samples for prompts x seeds with the model's recommended sampling, [N,3,H,W] in [0,1] on the CPU.</summary>
     public static Tensor SampleAll(TextToImagePipeline pipe, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds, Action<int, int> report)
     {
         var parts = new List<Tensor>();
-        WorldEvaluation.Run(pipe, WorldCommand.LoadWorld(null), prompts, seeds, BaseModelRecipe.DefaultSteps, BaseModelRecipe.DefaultGuidance,
+        var (steps, guidance) = pipe.Folder.ResolveSampling(null, null);
+        WorldEvaluation.Run(pipe, WorldCommand.LoadWorld(null), prompts, seeds, steps, guidance,
             progress: report, onImage: (_, _, img) => parts.Add(img.clone()));
         var all = stack(parts);
         foreach (var p in parts) p.Dispose();
