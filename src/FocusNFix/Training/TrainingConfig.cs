@@ -181,7 +181,8 @@ public sealed class TrainLoopConfig
     public string Cache { get; set; } = "memory";
     /// <summary>
     /// With cache = disk: the cache folder (default: cache/ in the run folder). Runs that name the same folder with
-    /// the same model, pool, sampling, heatmap and mask settings reuse it instead of sampling the originals again.
+    /// the same model, pool, sampling, dtype, device, heatmap, mask and rewards reuse it instead of sampling the
+    /// originals again.
     /// </summary>
     public string? CacheDir { get; set; }
 }
