@@ -14,8 +14,8 @@ public static class BenchCommand
         var model = new Option<string>("--model") { Description = "Pipeline folder", DefaultValueFactory = _ => Path.Combine(WorldCommand.DefaultModels, "base") };
         var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 4 };
         var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (median reported)", DefaultValueFactory = _ => 5 };
-        var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
-        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale; above 1 every UNet call runs the doubled CFG batch (default: the model's _focusnfix_sampling, else 7.5)" };
+        var steps = CommonOptions.SamplingSteps();
+        var guidance = CommonOptions.Guidance();
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var threads = CommonOptions.Threads();

@@ -12,6 +12,11 @@ public static class CommonOptions
     /// <param name="defaultThreads">1 for the small ShapesWorld nets: with more threads, libgomp's spin-waiting costs more than it gains.</param>
     public static Option<int> Threads(int defaultThreads = 0) => new("--threads") { Description = "CPU threads for torch (0 = torch's default)", DefaultValueFactory = _ => defaultThreads };
 
+    /// <summary>Sampling steps; unset means the model's recommended sampling (resolve with PipelineFolder.ResolveSampling).</summary>
+    public static Option<int?> SamplingSteps() => new("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
+    /// <summary>Guidance scale; unset means the model's recommended sampling (resolve with PipelineFolder.ResolveSampling).</summary>
+    public static Option<double?> Guidance() => new("--guidance") { Description = "Classifier-free guidance scale, none at 1 or below (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
+
     public static Device ParseDevice(string text)
     {
         try { return new Device(text); }

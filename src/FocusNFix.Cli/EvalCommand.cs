@@ -22,8 +22,8 @@ public static class EvalCommand
         var target = new Option<string>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed)", Required = true };
         var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap); masks are built with the training defaults (threshold 0.5, dilation 2, no normalisation)", Required = true };
-        var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
-        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
+        var steps = CommonOptions.SamplingSteps();
+        var guidance = CommonOptions.Guidance();
         var output = new Option<string>("--out") { Description = "Report folder", DefaultValueFactory = _ => "runs/eval" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("eval", "Evaluate a base model and LoRAs: target and other rewards, oracle figures, preservation inside/outside the mask; writes report.json/md/html")

@@ -19,8 +19,8 @@ public static class HeatmapCommand
         var prompt = new Option<string>("--prompt") { Description = "Prompt", Required = true };
         var seed = new Option<long>("--seed") { Description = "Seed", DefaultValueFactory = _ => 0 };
         var promptIndex = new Option<int>("--prompt-index") { Description = "Prompt index used to look up mask-folder and boxes entries", DefaultValueFactory = _ => 0 };
-        var steps = new Option<int>("--steps") { Description = "Sampling steps", DefaultValueFactory = _ => 20 };
-        var guidance = new Option<double>("--guidance") { Description = "Guidance scale", DefaultValueFactory = _ => 3.0 };
+        var steps = CommonOptions.SamplingSteps();
+        var guidance = CommonOptions.Guidance();
         var threshold = new Option<double>("--threshold") { Description = "Mask threshold on the normalised heatmap", DefaultValueFactory = _ => 0.5 };
         var dilate = new Option<int>("--dilate") { Description = "Mask dilation in pixels", DefaultValueFactory = _ => 2 };
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "out/heatmap" };
@@ -36,7 +36,8 @@ public static class HeatmapCommand
             var source = RewardFactory.CreateHeatmap(spec, r);
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!);
             var p = pr.GetValue(prompt)!;
-            using var result = pipe.Sample(new[] { p }, new SampleOptions { Steps = pr.GetValue(steps), GuidanceScale = pr.GetValue(guidance), Seeds = new[] { pr.GetValue(seed) } });
+            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
+            using var result = pipe.Sample(new[] { p }, new SampleOptions { Steps = stepCount, GuidanceScale = guidanceScale, Seeds = new[] { pr.GetValue(seed) } });
             var heat = source(result.Images, new[] { p }, new[] { (pr.GetValue(promptIndex), pr.GetValue(seed)) }).detach();
             var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate), Normalise = false });
             var dir = pr.GetValue(output)!;

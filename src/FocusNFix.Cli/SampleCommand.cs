@@ -14,8 +14,8 @@ public static class SampleCommand
         var prompt = new Option<string[]>("--prompt") { Description = "Prompt; repeat the option for several prompts", Required = true, AllowMultipleArgumentsPerToken = false };
         var negative = new Option<string?>("--negative-prompt") { Description = "Negative prompt for classifier-free guidance (default: empty)" };
         var seed = new Option<long>("--seed") { Description = "Seed of the first image; image k of a prompt uses seed + k", DefaultValueFactory = _ => 0 };
-        var steps = new Option<int?>("--steps") { Description = "Number of denoising steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
-        var guidance = new Option<double?>("--guidance") { Description = "Classifier-free guidance scale, no guidance at 1 or below (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
+        var steps = CommonOptions.SamplingSteps();
+        var guidance = CommonOptions.Guidance();
         var scheduler = new Option<string?>("--scheduler") { Description = $"Scheduler: {string.Join("|", SchedulerFactory.Names)} (default: the pipeline's own)" };
         var eta = new Option<double>("--eta") { Description = "DDIM eta (0 = deterministic)", DefaultValueFactory = _ => 0.0 };
         var batch = new Option<int>("--batch") { Description = "Images per prompt", DefaultValueFactory = _ => 1 };

@@ -201,8 +201,8 @@ public static class WorldCommand
         var loraScale = new Option<double>("--lora-scale") { Description = "LoRA scale", DefaultValueFactory = _ => 1.0 };
         var split = new Option<string>("--split") { Description = "Prompt split", DefaultValueFactory = _ => "test" };
         var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 2 };
-        var steps = new Option<int?>("--steps") { Description = "Sampling steps (default: the model's _focusnfix_sampling in model_index.json, else 50)" };
-        var guidance = new Option<double?>("--guidance") { Description = "Guidance scale (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
+        var steps = CommonOptions.SamplingSteps();
+        var guidance = CommonOptions.Guidance();
         var threads = CommonOptions.Threads();
         var cmd = new Command("eval", "Sample prompts x seeds and print the oracle's figures (colour-in-place accuracy, hazard and glitch rates)")
         {

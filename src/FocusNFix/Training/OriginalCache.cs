@@ -14,9 +14,9 @@ public sealed record CachedOriginal(Tensor Noise, Tensor Latents, Tensor Image, 
 
 /// <summary>
 /// I0 and M(I0) depend only on (prompt, seed), never on the trained weights, so they are computed once and reused
-/// every epoch: in memory, or on disk (one safetensors file per entry) for large pools. A disk cache carries a key
-/// (model, pool, sampling, heatmap and mask settings) in manifest.json, written last, so another run with the same
-/// key reuses it (the demo's three methods sample their originals once) and a half-written cache is never reused.
+/// every epoch: in memory, or on disk (one safetensors file per entry) for large pools. A disk cache carries the pool
+/// and a key (what the entries depend on: model, sampling, heatmap, mask...) in manifest.json, written last, so a
+/// run with the same pool and key reuses it (the demo's three methods sample their originals once) and a half-written cache is never reused.
 /// </summary>
 public sealed class OriginalCache : IDisposable
 {
@@ -34,8 +34,8 @@ public sealed class OriginalCache : IDisposable
     /// <param name="folder">null keeps everything in memory; otherwise entries are written there (or reused from there
     /// when its manifest carries the same <paramref name="key"/>).</param>
     /// <param name="zeroMasks">true for the global-constraint baseline (keep the whole image).</param>
-    /// <param name="key">what the entries depend on besides the pool (model, sampling, heatmap, mask settings), as
-    /// text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
+    /// <param name="key">what the entries depend on besides the pool (the trainer's: model, sampling, dtype, device,
+    /// heatmap, mask, rewards), as text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
     public static OriginalCache Build(TextToImagePipeline pipe, IReadOnlyList<PoolEntry> pool, SampleOptions sampling,
         HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
         string? key = null)
