@@ -13,6 +13,11 @@ public static class CliErrors
             Console.Error.WriteLine($"error: {Unwrap(e).Message}");
             return 2;
         }
+        catch (Exception e) when (Unwrap(e) is TrainingFailedException)
+        {
+            Console.Error.WriteLine($"error: {Unwrap(e).Message}");
+            return 1;
+        }
     }
 
     static Exception Unwrap(Exception e) => e is System.Reflection.TargetInvocationException or AggregateException && e.InnerException != null ? Unwrap(e.InnerException) : e;

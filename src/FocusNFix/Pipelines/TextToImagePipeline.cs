@@ -128,6 +128,7 @@ public sealed class TextToImagePipeline : IDisposable
     public SampleResult Sample(IReadOnlyList<string> prompts, SampleOptions options, Action<StepTrace>? onStep = null,
         Action<int, int>? progress = null, Action<string>? warn = null)
     {
+        using var gcPause = TorchGcPause.Begin();
         if (prompts.Count == 0) throw new InvalidInputException("no prompts given");
         if (options.Steps < 1) throw new InvalidInputException($"steps = {options.Steps}: expected at least 1");
         int batch = prompts.Count;

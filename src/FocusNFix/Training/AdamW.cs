@@ -34,15 +34,20 @@ public sealed class AdamW : IDisposable
 
     public void ZeroGrad()
     {
-        foreach (var p in _params) p.grad?.zero_();
+        // The .grad wrappers are disposed here, not left to the finalizer thread (see FocusNFixTrainer.TrainStep).
+        foreach (var p in _params) { using var g = p.grad; g?.zero_(); }
     }
 
-    public void Step()
+    /// <summary>
+    /// Applies one update and returns true, or, when the update would make any parameter or moment non-finite, leaves
+    /// parameters, moments and the step count exactly as they were and returns false.
+    /// </summary>
+    public bool Step()
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        StepCount++;
-        double bc1 = 1 - Math.Pow(Beta1, StepCount), bc2 = 1 - Math.Pow(Beta2, StepCount);
+        long stepCount = StepCount + 1;
+        double bc1 = 1 - Math.Pow(Beta1, stepCount), bc2 = 1 - Math.Pow(Beta2, stepCount);
         using var decay = (1 - LearningRate * WeightDecay).ToScalar();
         using var b1 = Beta1.ToScalar();
         using var a1 = (1 - Beta1).ToScalar();
@@ -51,17 +56,33 @@ public sealed class AdamW : IDisposable
         using var eps = Eps.ToScalar();
         using var sqrtBc2 = Math.Sqrt(bc2).ToScalar();
         using var stepSize = (-LearningRate / bc1).ToScalar();
+        // The same operations, in the same order, as PyTorch's in-place AdamW, on copies: the result is committed
+        // only if every value is finite.
+        var updates = new List<(int Index, Tensor P, Tensor M, Tensor V)>();
+        var finite = new List<Tensor>();
         for (int i = 0; i < _params.Count; i++)
         {
-            var p = _params[i];
-            var g = p.grad;
+            var g = _params[i].grad;
             if (g is null) continue;
-            p.mul_(decay);
-            _m[i].mul_(b1).add_(g, a1);
-            _v[i].mul_(b2).addcmul_(g, g, a2);
-            var denom = _v[i].sqrt().div_(sqrtBc2).add_(eps);
-            p.addcdiv_(_m[i], denom, stepSize);
+            var p = _params[i].detach().clone().mul_(decay);
+            var m = _m[i].clone().mul_(b1).add_(g, a1);
+            var v = _v[i].clone().mul_(b2).addcmul_(g, g, a2);
+            var denom = v.sqrt().div_(sqrtBc2).add_(eps);
+            p.addcdiv_(m, denom, stepSize);
+            updates.Add((i, p, m, v));
+            finite.Add(p.isfinite().all());
+            finite.Add(m.isfinite().all());
+            finite.Add(v.isfinite().all());
         }
+        if (finite.Count > 0 && !stack(finite).all().item<bool>()) return false;
+        foreach (var (i, p, m, v) in updates)
+        {
+            _params[i].copy_(p);
+            _m[i].copy_(m);
+            _v[i].copy_(v);
+        }
+        StepCount = stepCount;
+        return true;
     }
 
     public void Dispose()

@@ -54,6 +54,7 @@ public static class DiffusionPretrainer
 
         for (int step = 0; step < o.Steps; step++)
         {
+            using var gcPause = TorchGcPause.Begin();
             using var scope = NewDisposeScope();
             var (images, prompts) = batches(step);
             long b = images.shape[0];

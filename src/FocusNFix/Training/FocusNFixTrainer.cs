@@ -178,77 +178,117 @@ public sealed class FocusNFixTrainer : IDisposable
         return cat(parts, 0);
     }
 
+    /// <summary>The figures of one step's forward/backward, summed over its micro-batches.</summary>
+    public sealed record StepGradients(double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside, Tensor? Images);
+
+    /// <summary>
+    /// Zeroes the LoRA gradients and accumulates step <paramref name="step"/>'s gradients over its micro-batches
+    /// (the optimiser is not touched). A function of the LoRA weights and the step only, so repeating it from the same
+    /// state gives the same gradients bit for bit.
+    /// </summary>
+    public StepGradients ComputeGradients(int step, bool keepImages = false)
+    {
+        var c = Config;
+        double lambda = c.Objective == "draft" ? 0.0 : c.Constraint.Lambda;
+        var norm = c.Constraint.Norm == "per-pixel" ? ConstraintNorm.PerPixel : ConstraintNorm.Frobenius;
+        using var pause = TorchGcPause.Begin();
+        Optimizer.ZeroGrad();
+        double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0;
+        Tensor? lastImages = null;
+        for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
+        {
+            using var scope = NewDisposeScope();
+            var idx = BatchIndices(step, micro);
+            var prompts = idx.Select(i => _cache.Pool[i].Prompt).ToList();
+            var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
+            var cond = Cond(prompts);
+            var uncond = _uncond.expand(cond.shape);
+            var z = _sampler.Sample(noise, cond, uncond);
+            var images = (_pipe.DecodeRaw(z) / 2 + 0.5).clamp(0, 1);
+            var reward = _reward.Score(images, prompts);
+            var constraint = c.Constraint.Space == "latent"
+                ? RegionConstraint.PerImage(z, z0, Masks.HeatmapMask.ResizeTo(masks, z.shape[2], z.shape[3]), norm)
+                : RegionConstraint.PerImage(images, i0, masks, norm);
+            var loss = (-reward + lambda * constraint).mean() / c.Optimizer.GradAccumulation;
+            GradientCheckpoint.Backward(loss);
+            var (inside, outside) = RegionConstraint.MeanChange(images.detach(), i0, masks);
+            lossSum += loss.item<float>();
+            rewardSum += reward.mean().item<float>() / c.Optimizer.GradAccumulation;
+            constraintSum += constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
+            inSum += inside.mean().item<float>() / c.Optimizer.GradAccumulation;
+            outSum += outside.mean().item<float>() / c.Optimizer.GradAccumulation;
+            if (keepImages && micro == 0)
+                lastImages = images.detach().clone().DetachFromDisposeScope();
+        }
+        return new StepGradients(lossSum, rewardSum, constraintSum, inSum, outSum, lastImages);
+    }
+
+    /// <summary>
+    /// One optimiser step: gradients, clipping, the guarded AdamW update. Everything it creates lives in one dispose
+    /// scope and it runs inside a <see cref="TorchGcPause"/>. Both are correctness requirements, not tidiness: a
+    /// TorchSharp object left to the .NET finalizer can be freed on the finalizer thread while libtorch still uses it,
+    /// which made identical steps return NaN or different gradients (issue 10; DeterministicGradientTests).
+    /// </summary>
+    public TrainStepLog TrainStep(int step, TensorBoardLog? tb = null)
+    {
+        var c = Config;
+        using var pause = TorchGcPause.Begin();
+        using var scope = NewDisposeScope();
+        double lr = c.Optimizer.LearningRate * Math.Min(1.0, (step + 1.0) / Math.Max(1, c.Optimizer.WarmupSteps));
+        Optimizer.LearningRate = lr;
+        var g = ComputeGradients(step, keepImages: tb != null && c.Train.SampleEvery > 0 && step % c.Train.SampleEvery == 0);
+        // grad_clip 0 means no clipping; the norm is still measured for the log and the guard.
+        double gradNorm = nn.utils.clip_grad_norm_(Optimizer.Parameters, c.Optimizer.GradClip > 0 ? c.Optimizer.GradClip : double.PositiveInfinity);
+        bool bad = !double.IsFinite(g.Loss) || !double.IsFinite(gradNorm);
+        // The guard protects the weights: an update that would make any weight or moment non-finite is not applied.
+        if (!bad && !Optimizer.Step()) bad = true;
+        if (bad)
+        {
+            Optimizer.ZeroGrad();
+            _skipped++;
+        }
+        var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped);
+        AppendLog(entry);
+        if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
+        {
+            tb.Scalar("train/loss", g.Loss, step);
+            tb.Scalar("train/reward", g.Reward, step);
+            tb.Scalar("train/constraint", g.Constraint, step);
+            tb.Scalar("train/change_inside_mask", g.ChangeInside, step);
+            tb.Scalar("train/change_outside_mask", g.ChangeOutside, step);
+            tb.Scalar("train/grad_norm", double.IsFinite(gradNorm) ? gradNorm : -1, step);
+            tb.Scalar("train/learning_rate", lr, step);
+            tb.Scalar("train/skipped_steps", _skipped, step);
+            if (g.Images is not null) tb.Images("train/samples", g.Images, step);
+        }
+        g.Images?.Dispose();
+        return entry;
+    }
+
     /// <summary>Runs the remaining steps; returns the per-step log.</summary>
     public List<TrainStepLog> Train(Action<TrainStepLog>? onStep = null, TensorBoardLog? tb = null, int? stopAfter = null)
     {
         var c = Config;
         var logs = new List<TrainStepLog>();
-        var lossParams = _lora.TrainableParameters().ToList();
-        double lambda = c.Objective == "draft" ? 0.0 : c.Constraint.Lambda;
-        var norm = c.Constraint.Norm == "per-pixel" ? ConstraintNorm.PerPixel : ConstraintNorm.Frobenius;
         int end = stopAfter.HasValue ? Math.Min(c.Train.Steps, stopAfter.Value) : c.Train.Steps;
         for (int step = _startStep; step < end; step++)
         {
-            double lr = c.Optimizer.LearningRate * Math.Min(1.0, (step + 1.0) / Math.Max(1, c.Optimizer.WarmupSteps));
-            Optimizer.LearningRate = lr;
-            Optimizer.ZeroGrad();
-            double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0;
-            Tensor? lastImages = null;
-            for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
-            {
-                using var scope = NewDisposeScope();
-                var idx = BatchIndices(step, micro);
-                var prompts = idx.Select(i => _cache.Pool[i].Prompt).ToList();
-                var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
-                var cond = Cond(prompts);
-                var uncond = _uncond.expand(cond.shape);
-                var z = _sampler.Sample(noise, cond, uncond);
-                var images = (_pipe.DecodeRaw(z) / 2 + 0.5).clamp(0, 1);
-                var reward = _reward.Score(images, prompts);
-                var constraint = c.Constraint.Space == "latent"
-                    ? RegionConstraint.PerImage(z, z0, Masks.HeatmapMask.ResizeTo(masks, z.shape[2], z.shape[3]), norm)
-                    : RegionConstraint.PerImage(images, i0, masks, norm);
-                var loss = (-reward + lambda * constraint).mean() / c.Optimizer.GradAccumulation;
-                GradientCheckpoint.Backward(loss);
-                var (inside, outside) = RegionConstraint.MeanChange(images.detach(), i0, masks);
-                lossSum += loss.item<float>();
-                rewardSum += reward.mean().item<float>() / c.Optimizer.GradAccumulation;
-                constraintSum += constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
-                inSum += inside.mean().item<float>() / c.Optimizer.GradAccumulation;
-                outSum += outside.mean().item<float>() / c.Optimizer.GradAccumulation;
-                if (c.Train.SampleEvery > 0 && step % c.Train.SampleEvery == 0 && micro == 0)
-                    lastImages = images.detach().clone().DetachFromDisposeScope();
-            }
-            double gradNorm = nn.utils.clip_grad_norm_(lossParams, c.Optimizer.GradClip);
-            bool bad = !double.IsFinite(lossSum) || !double.IsFinite(gradNorm);
-            if (bad)
-            {
-                // Never let a NaN/Inf reach the weights or a checkpoint: drop this step's gradients.
-                Optimizer.ZeroGrad();
-                _skipped++;
-            }
-            else Optimizer.Step();
-            var entry = new TrainStepLog(step, lossSum, rewardSum, constraintSum, inSum, outSum, gradNorm, lr, bad, _skipped);
+            var entry = TrainStep(step, tb);
             logs.Add(entry);
-            AppendLog(entry);
-            if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
-            {
-                tb.Scalar("train/loss", lossSum, step);
-                tb.Scalar("train/reward", rewardSum, step);
-                tb.Scalar("train/constraint", constraintSum, step);
-                tb.Scalar("train/change_inside_mask", inSum, step);
-                tb.Scalar("train/change_outside_mask", outSum, step);
-                tb.Scalar("train/grad_norm", double.IsFinite(gradNorm) ? gradNorm : -1, step);
-                tb.Scalar("train/skipped_steps", _skipped, step);
-                if (lastImages is not null) tb.Images("train/samples", lastImages, step);
-            }
-            lastImages?.Dispose();
             onStep?.Invoke(entry);
             if (c.Train.CheckpointEvery > 0 && (step + 1) % c.Train.CheckpointEvery == 0 && step + 1 < c.Train.Steps)
                 SaveCheckpoint(step + 1);
         }
         if (end == c.Train.Steps)
         {
+            if (_skipped >= c.Train.Steps)
+                throw new TrainingFailedException($"{RunDir}: every one of the {c.Train.Steps} steps was skipped for a non-finite loss, gradient or update; no LoRA was written");
+            using (var scope = NewDisposeScope())
+                foreach (var (name, t) in _lora.StateDict())
+                    if (!t.isfinite().all().item<bool>())
+                        throw new TrainingFailedException($"{RunDir}: LoRA weight '{name}' is not finite at the end of training; no LoRA was written");
+            // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it.
+            SaveCheckpoint(c.Train.Steps);
             _lora.SavePeft(Path.Combine(RunDir, FinalPeftName));
             _lora.SaveKohya(Path.Combine(RunDir, FinalKohyaName));
         }

@@ -35,6 +35,12 @@ public static class GradientCheckpoint
     static Exception? _lastError;
 
     /// <summary>
+    /// Called at the start of every recompute in backward. For stress tests (e.g. a GC there, whose finalizers then
+    /// run concurrently with the rest of the backward); null in normal use.
+    /// </summary>
+    public static Action? OnRecompute { get; set; }
+
+    /// <summary>
     /// Calls <c>loss.backward()</c>. If a checkpointed recompute failed inside it (the failure can only reach the
     /// caller as libtorch's generic "invalid gradient" error), throws InvalidOperationException with the real
     /// failure as its inner exception; other errors propagate unchanged.
@@ -107,7 +113,11 @@ public static class GradientCheckpoint
         {
             // This runs as a callback from libtorch's autograd engine: an exception escaping it cannot unwind
             // through the native frames and kills the process. Catch everything and make the engine fail instead.
-            try { return Recompute(ctx, grad_output); }
+            try
+            {
+                OnRecompute?.Invoke();
+                return Recompute(ctx, grad_output);
+            }
             catch (Exception e)
             {
                 // Keep the first failure: in nested checkpoints the outer one only sees the engine's generic error.

@@ -68,20 +68,74 @@ public sealed class TrainingConfig
     {
         void Fail(string key, object? value, string expected) => throw new InvalidInputException($"{source}: {key} = {value}: expected {expected}");
         if (!Objectives.Contains(Objective)) Fail("objective", Objective, string.Join(", ", Objectives));
-        if (Sampling.Steps is < 1) Fail("sampling.steps", Sampling.Steps, "at least 1 (or null: the model's recommended sampling)");
-        if (Draft.Mode is not ("draft-k" or "refl" or "full")) Fail("draft.mode", Draft.Mode, "draft-k, refl or full");
+        void Finite(string key, double v, double min, double max, string expected)
+        {
+            if (!double.IsFinite(v) || v < min || v > max) Fail(key, v, expected);
+        }
+        void Count(string key, long v, long min, long max) { if (v < min || v > max) Fail(key, v, $"an integer from {min} to {max}"); }
+        if (Dtype is not ("float32" or "bfloat16" or "float16")) Fail("dtype", Dtype, "float32, bfloat16 or float16");
+        if (Device is null || !System.Text.RegularExpressions.Regex.IsMatch(Device, "^(cpu|cuda(:[0-9]+)?)$")) Fail("device", Device, "cpu, cuda or cuda:N");
+        Count("threads", Threads, 0, 1024);
+        Count("seed", Seed, 0, int.MaxValue);
+        if (Prompts is null || Sampling is null || Draft is null || Lora is null || Rewards is null || Heatmap is null || Mask is null
+            || Constraint is null || Optimizer is null || Train is null)
+            Fail("a section", "null", "every section (prompts, sampling, draft, lora, rewards, heatmap, mask, constraint, optimizer, train) to be an object");
+        if (Prompts!.Limit is int limit) Count("prompts.limit", limit, 1, 1_000_000);
+        Count("prompts.seeds_per_prompt", Prompts.SeedsPerPrompt, 1, 1_000_000);
+        if (Sampling!.Steps is int st) Count("sampling.steps", st, 1, 10_000);
+        if (Sampling.GuidanceScale is double gs) Finite("sampling.guidance_scale", gs, 0, 1000, "a finite number from 0 to 1000 (or null: the model's recommended sampling)");
+        Finite("sampling.eta", Sampling.Eta, 0, 1, "a number from 0 (deterministic DDIM) to 1");
+        if (Draft!.Mode is not ("draft-k" or "refl" or "full")) Fail("draft.mode", Draft.Mode, "draft-k, refl or full");
         if (Draft.K < 1 || (Sampling.Steps is int steps && Draft.K > steps)) Fail("draft.k", Draft.K, $"between 1 and sampling.steps ({Sampling.Steps})");
-        if (Lora.Rank < 1) Fail("lora.rank", Lora.Rank, "at least 1");
-        if (Rewards.Count == 0) Fail("rewards", "[]", "at least one reward");
-        if (Constraint.Norm is not ("frobenius" or "per-pixel")) Fail("constraint.norm", Constraint.Norm, "frobenius or per-pixel");
+        Count("lora.rank", Lora!.Rank, 1, 4096);
+        Finite("lora.alpha", Lora.Alpha, double.Epsilon, 1e6, "a finite number > 0");
+        if (Lora.TargetModules is null || Lora.TargetModules.Count == 0) Fail("lora.target_modules", "[]", "at least one module name");
+        if (Rewards!.Count == 0) Fail("rewards", "[]", "at least one reward");
+        for (int i = 0; i < Rewards.Count; i++)
+        {
+            if (Rewards[i] is null) Fail($"rewards[{i}]", "null", "an object with type and path");
+            Finite($"rewards[{i}].weight", Rewards[i].Weight, -1e6, 1e6, "a finite number");
+        }
+        ResolveHeatmapPath(Fail);
+        if (Constraint!.Norm is not ("frobenius" or "per-pixel")) Fail("constraint.norm", Constraint.Norm, "frobenius or per-pixel");
         if (Constraint.Space is not ("pixel" or "latent")) Fail("constraint.space", Constraint.Space, "pixel or latent");
-        if (Constraint.Lambda < 0) Fail("constraint.lambda", Constraint.Lambda, "a non-negative number");
-        if (Train.Steps < 1) Fail("train.steps", Train.Steps, "at least 1");
-        if (Train.BatchSize < 1) Fail("train.batch_size", Train.BatchSize, "at least 1");
-        if (Optimizer.GradAccumulation < 1) Fail("optimizer.grad_accumulation", Optimizer.GradAccumulation, "at least 1");
+        Finite("constraint.lambda", Constraint.Lambda, 0, 1e9, "a finite number >= 0");
+        Finite("optimizer.learning_rate", Optimizer!.LearningRate, double.Epsilon, 10, "a finite number > 0 and <= 10");
+        Finite("optimizer.weight_decay", Optimizer.WeightDecay, 0, 1e3, "a finite number >= 0");
+        Finite("optimizer.grad_clip", Optimizer.GradClip, 0, 1e12, "a finite number >= 0 (0: no clipping)");
+        Count("optimizer.warmup_steps", Optimizer.WarmupSteps, 0, 10_000_000);
+        Count("optimizer.grad_accumulation", Optimizer.GradAccumulation, 1, 100_000);
+        Count("train.steps", Train!.Steps, 1, 100_000_000);
+        Count("train.batch_size", Train.BatchSize, 1, 100_000);
+        Count("train.log_every", Train.LogEvery, 1, 100_000_000);
+        Count("train.sample_every", Train.SampleEvery, 0, 100_000_000);
+        Count("train.checkpoint_every", Train.CheckpointEvery, 0, 100_000_000);
         if (Train.Cache is not ("memory" or "disk")) Fail("train.cache", Train.Cache, "memory or disk");
         if (Train.CacheDir is not null && Train.Cache != "disk") Fail("train.cache_dir", Train.CacheDir, "unset unless train.cache is disk");
         Mask.Validate();
+    }
+
+    public static readonly string[] HeatmapTypes = { "reward-model", "saliency", "onnx", "torchscript", "mask-folder", "boxes" };
+
+    // The heatmap path's default depends on its type: a fixed default once made a saliency config silently score the
+    // ShapesWorld hazard model instead of the configured reward.
+    void ResolveHeatmapPath(Action<string, object?, string> fail)
+    {
+        if (!HeatmapTypes.Contains(Heatmap.Type)) fail("heatmap.type", Heatmap.Type, string.Join(", ", HeatmapTypes));
+        if (Heatmap.Path is not null) return;
+        switch (Heatmap.Type)
+        {
+            case "reward-model":
+                var region = Rewards.FirstOrDefault(r => r.Type == "region-reward-model");
+                if (region is null) fail("heatmap.path", "null", "the folder of a region reward model (no reward of type region-reward-model to take it from)");
+                Heatmap.Path = region!.Path;
+                break;
+            case "saliency":
+                break;
+            default:
+                fail("heatmap.path", "null", $"the file or folder heatmap type '{Heatmap.Type}' reads");
+                break;
+        }
     }
 }
 
@@ -145,7 +199,12 @@ public sealed class HeatmapSpec
     /// torchscript, mask-folder (PNG masks named promptindex_seed.png) or boxes (a JSON file of boxes).
     /// </summary>
     public string Type { get; set; } = "reward-model";
-    public string? Path { get; set; } = "models/shapesworld/reward-hazard";
+    /// <summary>
+    /// Null by default, resolved by type when the config is validated: reward-model takes the first reward's model
+    /// when that is a region-reward-model; saliency takes the configured reward (a path here means a region reward
+    /// model at that path instead); onnx, torchscript, mask-folder and boxes need it.
+    /// </summary>
+    public string? Path { get; set; }
     /// <summary>Saliency method: gradient-x-input, smoothgrad or grad-cam.</summary>
     public string Method { get; set; } = "gradient-x-input";
 }

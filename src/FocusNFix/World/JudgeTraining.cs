@@ -56,6 +56,7 @@ public static class JudgeTraining
 
         for (int step = 0; step < o.Steps; step++)
         {
+            using var gcPause = TorchGcPause.Begin();
             using var scope = NewDisposeScope();
             double lr = o.LearningRate * (0.05 + 0.95 * 0.5 * (1 + Math.Cos(Math.PI * step / o.Steps)));
             opt.LearningRate = lr;
@@ -71,7 +72,8 @@ public static class JudgeTraining
                       + F.cross_entropy(logits.Background, bgT)) / 3;
             opt.ZeroGrad();
             loss.backward();
-            opt.Step();
+            if (!opt.Step())
+                throw new TrainingFailedException($"judge training diverged at step {step}: the update would make a weight non-finite (loss {loss.item<float>()})");
 
             double value = loss.item<float>();
             progress?.Invoke(step + 1, o.Steps, value);

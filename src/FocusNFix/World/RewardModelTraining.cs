@@ -67,6 +67,7 @@ public static class RewardModelTraining
 
         for (int step = 0; step < o.Steps; step++)
         {
+            using var gcPause = TorchGcPause.Begin();
             using var scope = NewDisposeScope();
             double lr = o.LearningRate * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * step / o.Steps)));
             opt.LearningRate = lr;
@@ -93,7 +94,8 @@ public static class RewardModelTraining
             var loss = WeightedBce(model.forward(x), y, o.PosWeight);
             opt.ZeroGrad();
             loss.backward();
-            opt.Step();
+            if (!opt.Step())
+                throw new TrainingFailedException($"reward model training diverged at step {step}: the update would make a weight non-finite (loss {loss.item<float>()})");
 
             double value = loss.item<float>();
             progress?.Invoke(step + 1, o.Steps, value);

@@ -101,6 +101,33 @@ public class FocusNFixTrainerTests : IDisposable
     }
 
     [Fact]
+    public void ARunWhoseEveryStepIsSkippedFailsAndWritesNoLora()
+    {
+        var reward = new RedReward();
+        for (int i = 1; i <= 10; i++) reward.NanOnCalls.Add(i);
+        using var trainer = new FocusNFixTrainer(Config("all-nan", 2), reward: reward, heatmapOverride: TopHalf);
+        var e = Assert.Throws<TrainingFailedException>(() => trainer.Train());
+        Assert.Contains("every one of the 2 steps was skipped", e.Message);
+        Assert.False(File.Exists(Path.Combine(trainer.RunDir, FocusNFixTrainer.FinalPeftName)));
+    }
+
+    [Fact]
+    public void AdamWRefusesAnUpdateThatWouldMakeAWeightNonFinite()
+    {
+        var p = new TorchSharp.Modules.Parameter(tensor(new float[] { 1f, 2f }));
+        using var opt = new AdamW(new[] { p }, lr: 1e-3, weightDecay: 0);
+        p.grad = tensor(new float[] { 0.5f, -0.5f });
+        Assert.True(opt.Step());
+        var after1 = p.detach().clone();
+        // An overflowing gradient: v = g^2 overflows to +Inf, so the update would be NaN/Inf.
+        p.grad = tensor(new float[] { 1e30f, 1f });
+        Assert.False(opt.Step());
+        Assert.Equal(1, opt.StepCount);
+        Assert.True(p.detach().equal(after1).item<bool>());
+        Assert.All(opt.StateDict().Values, t => Assert.True(t.isfinite().all().item<bool>()));
+    }
+
+    [Fact]
     public void ExistingRunNeedsResumeAndResumeNeedsACheckpoint()
     {
         var cfg = Config("guard", 2);

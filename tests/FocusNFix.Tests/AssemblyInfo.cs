@@ -1,0 +1,19 @@
+using Xunit;
+
+// One torch thread at a time. TorchSharp 0.107 hands implicitly converted Scalars to libtorch without keeping them
+// alive, so a garbage collection triggered by another thread (another test class running in parallel) can free one in
+// the middle of a native call: tests then fail at random with corrupt scalars or NaN. The CLI has one torch thread
+// and keeps every tensor in a dispose scope; the suite runs the same way.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
+namespace FocusNFix.Tests
+{
+    static class TestModuleSetup
+    {
+        // Tests may call torch before touching a FocusNFix type; apply the library's native thread settings first.
+#pragma warning disable CA2255
+        [System.Runtime.CompilerServices.ModuleInitializer]
+        internal static void Init() => NativeThreading.Apply();
+#pragma warning restore CA2255
+    }
+}
