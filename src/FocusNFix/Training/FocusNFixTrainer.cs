@@ -234,6 +234,7 @@ public sealed class FocusNFixTrainer : IDisposable
             if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
             {
                 tb.Scalar("train/loss", lossSum, step);
+                tb.Scalar("train/lr", lr, step);
                 tb.Scalar("train/reward", rewardSum, step);
                 tb.Scalar("train/constraint", constraintSum, step);
                 tb.Scalar("train/change_inside_mask", inSum, step);
@@ -258,8 +259,7 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>Steps dropped by the NaN/Inf guard so far.</summary>
     public int SkippedSteps => _skipped;
 
-    void AppendLog(TrainStepLog e) =>
-        File.AppendAllText(Path.Combine(RunDir, LogName), JsonSerializer.Serialize(e, TrainingConfig.Json).ReplaceLineEndings(" ") + "\n");
+    void AppendLog(TrainStepLog e) => JsonlLog.Append(Path.Combine(RunDir, LogName), e);
 
     static string? LatestCheckpoint(string runDir)
     {
