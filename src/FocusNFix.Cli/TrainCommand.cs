@@ -33,6 +33,7 @@ public static class TrainCommand
         using var trainer = Progress.RunWithStatus("preparing (originals, heatmaps, masks)", report =>
             new FocusNFixTrainer(cfg, resume, (what, d, t) => report(d, t, what)));
         using var tb = new TensorBoardLog(Path.Combine(trainer.RunDir, "tensorboard"));
+        tb.Hyperparameters(trainer.Config.ToJson(), trainer.StartStep);
         Progress.RunWithStatus($"training {cfg.Objective}", report =>
         {
             int total = cfg.Train.Steps;

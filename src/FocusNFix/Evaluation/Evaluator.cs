@@ -210,10 +210,8 @@ public static class Evaluator
     {
         var curve = new TrainingCurve { Method = method };
         if (!File.Exists(logPath)) throw new InvalidInputException($"{logPath}: training log not found");
-        foreach (var line in File.ReadLines(logPath).Where(l => l.Trim().Length > 0))
+        foreach (var e in Training.JsonlLog.Read<Training.TrainStepLog>(logPath))
         {
-            var e = System.Text.Json.JsonSerializer.Deserialize<Training.TrainStepLog>(line, Training.TrainingConfig.Json)
-                ?? throw new InvalidInputException($"{logPath}: unreadable line");
             curve.Add(e.Step, new Dictionary<string, double>
             {
                 ["reward"] = e.Reward, ["constraint"] = e.Constraint, ["loss"] = e.Loss, ["change_outside_mask"] = e.ChangeOutside,

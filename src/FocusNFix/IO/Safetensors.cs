@@ -19,7 +19,7 @@ public static class Safetensors
     // Guard against absurd headers; the reference implementation uses 100 MB too.
     const long MaxHeaderBytes = 100_000_000;
 
-    static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
+    internal static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
     {
         ["F64"] = (ScalarType.Float64, 8), ["F32"] = (ScalarType.Float32, 4),
         ["F16"] = (ScalarType.Float16, 2), ["BF16"] = (ScalarType.BFloat16, 2),
@@ -54,60 +54,39 @@ public static class Safetensors
         long dataStart = 8 + (long)headerLen;
         long dataLen = fileLength - dataStart;
 
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(headerBytes); }
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw Bad(path, "header is not valid UTF-8 (expected a UTF-8 JSON object)");
+        List<SafetensorsEntry> entries;
+        Dictionary<string, string> metadata;
+        try { (entries, metadata) = SafetensorsHeader.Parse(headerBytes, dataLen, path); }
         catch (JsonException e) { throw Bad(path, $"header is not well-formed JSON: {e.Message}"); }
-        using var _ = doc;
-        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header JSON is not an object");
-
-        var entries = new List<SafetensorsEntry>();
-        var metadata = new Dictionary<string, string>();
-        foreach (var prop in doc.RootElement.EnumerateObject())
-        {
-            if (prop.Name == "__metadata__")
-            {
-                if (prop.Value.ValueKind != JsonValueKind.Object) throw Bad(path, "__metadata__ is not an object");
-                foreach (var m in prop.Value.EnumerateObject())
-                    metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
-                continue;
-            }
-            var v = prop.Value;
-            if (v.ValueKind != JsonValueKind.Object
-                || !v.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String
-                || !v.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array
-                || !v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
-                throw Bad(path, $"tensor '{prop.Name}': entry must have dtype, shape and data_offsets [begin, end]");
-            string dtype = dt.GetString()!;
-            if (!DTypes.TryGetValue(dtype, out var info))
-                throw Bad(path, $"tensor '{prop.Name}': unsupported dtype '{dtype}' (expected one of {string.Join(", ", DTypes.Keys)})");
-            var shape = new long[sh.GetArrayLength()];
-            int i = 0;
-            foreach (var d in sh.EnumerateArray())
-            {
-                if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long dim) || dim < 0)
-                    throw Bad(path, $"tensor '{prop.Name}': shape must be non-negative integers");
-                shape[i++] = dim;
-            }
-            if (!off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end) || begin < 0 || end < begin)
-                throw Bad(path, $"tensor '{prop.Name}': data_offsets must be integers with 0 <= begin <= end");
-            if (end > dataLen)
-                throw Bad(path, $"tensor '{prop.Name}': data_offsets [{begin}, {end}] lie outside the data section ({dataLen} bytes; truncated?)");
-            long count = 1;
-            foreach (var d in shape)
-            {
-                count = checked(count * d);
-                if (count > dataLen) break; // the size check below fails anyway; avoid overflow
-            }
-            long expectedBytes = count > dataLen ? long.MaxValue : count * info.Size;
-            if (expectedBytes != end - begin)
-                throw Bad(path, $"tensor '{prop.Name}': {dtype} [{string.Join(", ", shape)}] needs {(count > dataLen ? "more than the file's" : expectedBytes.ToString())} bytes but data_offsets span {end - begin}");
-            entries.Add(new SafetensorsEntry(prop.Name, dtype, shape, begin, end));
-        }
-        var sorted = entries.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();
-        for (int k = 1; k < sorted.Count; k++)
-            if (sorted[k].Begin < sorted[k - 1].End)
-                throw Bad(path, $"tensors '{sorted[k - 1].Name}' and '{sorted[k].Name}' have overlapping data_offsets");
+        // Utf8JsonReader.GetString throws this for escapes that decode to invalid UTF-16 (a lone surrogate).
+        catch (InvalidOperationException e) { throw Bad(path, $"header holds a string that is not valid text: {e.Message}"); }
+        CheckTiling(entries, dataLen, path);
         return (entries, metadata, dataStart);
+    }
+
+    /// <summary>
+    /// The tensors must cover the data section exactly, as the reference implementation demands: a gap or trailing
+    /// bytes mean the header and the data disagree (a header length off by a few bytes shifts every tensor and
+    /// loads garbage, e.g. NaN weights, without any other sign).
+    /// </summary>
+    static void CheckTiling(List<SafetensorsEntry> entries, long dataLen, string path)
+    {
+        long cursor = 0;
+        SafetensorsEntry? prev = null;
+        foreach (var e in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
+        {
+            if (e.Begin < cursor)
+                throw Bad(path, $"tensors '{prev!.Name}' and '{e.Name}' have overlapping data_offsets ([{prev.Begin}, {prev.End}] and [{e.Begin}, {e.End}])");
+            if (e.Begin > cursor)
+                throw Bad(path, $"tensor '{e.Name}' starts at data offset {e.Begin} but {(prev is null ? "the data section starts at 0" : $"tensor '{prev.Name}' ends at {cursor}")}: " +
+                    $"{e.Begin - cursor} bytes belong to no tensor (expected the tensors to tile the data section)");
+            cursor = e.End;
+            prev = e;
+        }
+        if (cursor != dataLen)
+            throw Bad(path, $"{(prev is null ? "the header lists no tensors" : $"the last tensor '{prev.Name}' ends at data offset {cursor}")} but the data section has {dataLen} bytes: " +
+                $"{dataLen - cursor} trailing bytes (header length wrong? expected the tensors to tile the data section)");
     }
 
     /// <summary>Loads every tensor of a file (validated first) onto the CPU, in its stored dtype.</summary>
@@ -181,7 +160,7 @@ public static class Safetensors
         });
     }
 
-    static InvalidInputException Bad(string path, string problem) => new($"{path}: invalid safetensors file: {problem}");
+    internal static InvalidInputException Bad(string path, string problem) => new($"{path}: invalid safetensors file: {problem}");
 }
 
 /// <summary>Writes files through a temporary file and a rename, so a crash never leaves a half-written output.</summary>
@@ -209,4 +188,138 @@ public static class AtomicFile
 
     public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
     public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
+}
+
+/// <summary>
+/// Parses a safetensors header token by token (Utf8JsonReader), because a DOM parser silently keeps the last of two
+/// equal keys: a duplicated tensor name or field must be an error, not a coin toss.
+/// </summary>
+static class SafetensorsHeader
+{
+    const string Expected = "expected {\"dtype\": string, \"shape\": [non-negative integers], \"data_offsets\": [begin, end]}";
+
+    public static (List<SafetensorsEntry>, Dictionary<string, string>) Parse(ReadOnlySpan<byte> header, long dataLen, string path)
+    {
+        var r = new Utf8JsonReader(header, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 16 });
+        Next(ref r);
+        if (r.TokenType != JsonTokenType.StartObject) throw Safetensors.Bad(path, $"header JSON is not an object (found {r.TokenType})");
+        var entries = new List<SafetensorsEntry>();
+        var metadata = new Dictionary<string, string>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        while (true)
+        {
+            Next(ref r);
+            if (r.TokenType == JsonTokenType.EndObject) break;
+            string key = r.GetString()!;
+            if (!seen.Add(key)) throw Safetensors.Bad(path, $"key '{key}' appears more than once in the header (expected unique tensor names)");
+            Next(ref r);
+            if (key == "__metadata__") ReadMetadata(ref r, metadata, path);
+            else entries.Add(ReadEntry(ref r, key, dataLen, path));
+        }
+        // Only whitespace (the writers' padding) may follow the object; anything else makes the reader throw.
+        if (r.Read()) throw Safetensors.Bad(path, $"unexpected {r.TokenType} after the header object");
+        return (entries, metadata);
+    }
+
+    /// <summary>Advances; running out of header inside the object is malformed JSON.</summary>
+    static void Next(ref Utf8JsonReader r)
+    {
+        if (!r.Read()) throw new JsonException("the header ends inside the JSON object");
+    }
+
+    static void ReadMetadata(ref Utf8JsonReader r, Dictionary<string, string> metadata, string path)
+    {
+        if (r.TokenType == JsonTokenType.Null) return;
+        if (r.TokenType != JsonTokenType.StartObject) throw Safetensors.Bad(path, $"'__metadata__' is {r.TokenType} (expected an object of strings)");
+        while (true)
+        {
+            Next(ref r);
+            if (r.TokenType == JsonTokenType.EndObject) return;
+            string key = r.GetString()!;
+            Next(ref r);
+            if (r.TokenType != JsonTokenType.String)
+                throw Safetensors.Bad(path, $"'__metadata__' key '{key}' is {r.TokenType} (expected a string value)");
+            if (!metadata.TryAdd(key, r.GetString()!))
+                throw Safetensors.Bad(path, $"'__metadata__' key '{key}' appears more than once (expected unique keys)");
+        }
+    }
+
+    static SafetensorsEntry ReadEntry(ref Utf8JsonReader r, string name, long dataLen, string path)
+    {
+        if (r.TokenType != JsonTokenType.StartObject) throw Safetensors.Bad(path, $"tensor '{name}' is {r.TokenType}; {Expected}");
+        string? dtype = null;
+        List<long>? shape = null, offsets = null;
+        while (true)
+        {
+            Next(ref r);
+            if (r.TokenType == JsonTokenType.EndObject) break;
+            string field = r.GetString()!;
+            Next(ref r);
+            bool duplicate;
+            switch (field)
+            {
+                case "dtype":
+                    if (r.TokenType != JsonTokenType.String) throw Safetensors.Bad(path, $"tensor '{name}': dtype is {r.TokenType} (expected a string)");
+                    duplicate = dtype != null;
+                    dtype = r.GetString()!;
+                    break;
+                case "shape":
+                    duplicate = shape != null;
+                    shape = ReadIntegers(ref r, name, field, path);
+                    break;
+                case "data_offsets":
+                    duplicate = offsets != null;
+                    offsets = ReadIntegers(ref r, name, field, path);
+                    break;
+                default:
+                    throw Safetensors.Bad(path, $"tensor '{name}': unknown field '{field}'; {Expected}");
+            }
+            if (duplicate) throw Safetensors.Bad(path, $"tensor '{name}': field '{field}' appears more than once");
+        }
+        if (dtype == null || shape == null || offsets == null)
+            throw Safetensors.Bad(path, $"tensor '{name}': missing {string.Join(" and ", new[] { dtype == null ? "dtype" : null, shape == null ? "shape" : null, offsets == null ? "data_offsets" : null }.OfType<string>())}; {Expected}");
+        if (!Safetensors.DTypes.TryGetValue(dtype, out var info))
+            throw Safetensors.Bad(path, $"tensor '{name}': unsupported dtype '{dtype}' (expected one of {string.Join(", ", Safetensors.DTypes.Keys)})");
+        if (offsets.Count != 2) throw Safetensors.Bad(path, $"tensor '{name}': data_offsets has {offsets.Count} entries (expected [begin, end])");
+        long begin = offsets[0], end = offsets[1];
+        if (end < begin) throw Safetensors.Bad(path, $"tensor '{name}': data_offsets [{begin}, {end}] end before they begin (expected begin <= end)");
+        if (end > dataLen)
+            throw Safetensors.Bad(path, $"tensor '{name}': data_offsets [{begin}, {end}] lie outside the data section ({dataLen} bytes; truncated?)");
+        string shapeText = $"{dtype} [{string.Join(", ", shape)}]";
+        long bytes;
+        try
+        {
+            // Product of the non-zero dimensions, so an empty tensor with absurd other dimensions is refused too:
+            // such a shape cannot be a real tensor and overflows stride arithmetic downstream.
+            long count = 1;
+            foreach (var d in shape) if (d != 0) count = checked(count * d);
+            bytes = shape.Contains(0) ? 0 : checked(count * info.Size);
+        }
+        catch (OverflowException)
+        {
+            throw Safetensors.Bad(path, $"tensor '{name}': {shapeText} has more elements than fit in 64 bits (expected a shape matching data_offsets [{begin}, {end}])");
+        }
+        if (bytes != end - begin)
+            throw Safetensors.Bad(path, $"tensor '{name}': {shapeText} needs {bytes} bytes but data_offsets span {end - begin}");
+        return new SafetensorsEntry(name, dtype, shape.ToArray(), begin, end);
+    }
+
+    /// <summary>A JSON array of non-negative integers that fit in Int64 (no fractions, exponents or strings).</summary>
+    static List<long> ReadIntegers(ref Utf8JsonReader r, string name, string field, string path)
+    {
+        if (r.TokenType != JsonTokenType.StartArray) throw Safetensors.Bad(path, $"tensor '{name}': {field} is {r.TokenType} (expected a list of non-negative integers)");
+        var list = new List<long>();
+        while (true)
+        {
+            Next(ref r);
+            if (r.TokenType == JsonTokenType.EndArray) return list;
+            if (r.TokenType != JsonTokenType.Number || !r.TryGetInt64(out long v) || v < 0)
+            {
+                string raw = r.TokenType is JsonTokenType.Number or JsonTokenType.String ? Encoding.UTF8.GetString(r.ValueSpan) : r.TokenType.ToString();
+                if (raw.Length > 40) raw = raw[..40] + "...";
+                throw Safetensors.Bad(path, $"tensor '{name}': {field} contains {raw} (expected non-negative integers)");
+            }
+            list.Add(v);
+        }
+    }
 }

@@ -53,6 +53,13 @@ public sealed class AutoencoderKLConfig
 
     public void Validate()
     {
+        foreach (var (key, value) in new[] { ("in_channels", InChannels), ("out_channels", OutChannels), ("latent_channels", LatentChannels),
+                     ("layers_per_block", LayersPerBlock), ("norm_num_groups", NormNumGroups), ("sample_size", SampleSize) })
+            if (value <= 0) throw new InvalidInputException($"{Source}: '{key}' must be a positive integer, got {value}");
+        if (BlockOutChannels.Length == 0 || BlockOutChannels.Any(c => c <= 0))
+            throw new InvalidInputException($"{Source}: 'block_out_channels' must be a non-empty list of positive integers, got {ModelSizeEstimate.List(BlockOutChannels)}");
+        if (!(ScalingFactor > 0) || !double.IsFinite(ScalingFactor))
+            throw new InvalidInputException($"{Source}: 'scaling_factor' must be a positive finite number, got {ScalingFactor}");
         foreach (var t in DownBlockTypes)
             if (!SupportedDownBlocks.Contains(t))
                 throw new InvalidInputException($"{Source}: down_block_types contains unsupported block type '{t}'; supported: {string.Join(", ", SupportedDownBlocks)}");
@@ -63,6 +70,8 @@ public sealed class AutoencoderKLConfig
             throw new InvalidInputException($"{Source}: {BlockOutChannels.Length} block_out_channels but {DownBlockTypes.Length} down_block_types and {UpBlockTypes.Length} up_block_types");
         foreach (var ch in BlockOutChannels)
             if (ch % NormNumGroups != 0) throw new InvalidInputException($"{Source}: block_out_channels {ch} is not divisible by norm_num_groups {NormNumGroups}");
+        ModelSizeEstimate.CheckPlausible(ModelSizeEstimate.Parameters(this), Source, "AutoencoderKL",
+            $"block_out_channels {ModelSizeEstimate.List(BlockOutChannels)}, layers_per_block {LayersPerBlock}, latent_channels {LatentChannels}");
     }
 }
 

@@ -69,6 +69,8 @@ public sealed record ClipTextConfig : IClipEncoderConfig
     {
         ClipConfigReading.ValidateEncoder(this, source);
         ClipConfigReading.Positive(source, ("vocab_size", VocabSize), ("max_position_embeddings", MaxPositionEmbeddings), ("projection_dim", ProjectionDim));
+        ModelSizeEstimate.CheckPlausible(ModelSizeEstimate.Parameters(this), source, "CLIP text", ClipConfigReading.SizeFields(this) +
+            $", vocab_size {VocabSize}, max_position_embeddings {MaxPositionEmbeddings}");
     }
 }
 
@@ -123,6 +125,8 @@ public sealed record ClipVisionConfig : IClipEncoderConfig
         ClipConfigReading.Positive(source, ("num_channels", NumChannels), ("image_size", ImageSize), ("patch_size", PatchSize), ("projection_dim", ProjectionDim));
         if (PatchSize > ImageSize)
             throw new InvalidInputException($"{source}: patch_size {PatchSize} is larger than image_size {ImageSize}");
+        ModelSizeEstimate.CheckPlausible(ModelSizeEstimate.Parameters(this), source, "CLIP vision", ClipConfigReading.SizeFields(this) +
+            $", image_size {ImageSize}, patch_size {PatchSize}");
     }
 }
 
@@ -193,9 +197,13 @@ static class ClipConfigReading
         if (c.NumHiddenLayers < 0) throw new InvalidInputException($"{source}: num_hidden_layers must be >= 0, got {c.NumHiddenLayers}");
         if (c.HiddenSize % c.NumAttentionHeads != 0)
             throw new InvalidInputException($"{source}: hidden_size {c.HiddenSize} is not divisible by num_attention_heads {c.NumAttentionHeads}");
-        if (!(c.LayerNormEps > 0)) throw new InvalidInputException($"{source}: layer_norm_eps must be positive, got {c.LayerNormEps}");
+        if (!(c.LayerNormEps > 0) || !double.IsFinite(c.LayerNormEps))
+            throw new InvalidInputException($"{source}: layer_norm_eps must be a positive finite number, got {c.LayerNormEps}");
         ClipActivation.Get(c.HiddenAct, source);
     }
+
+    public static string SizeFields(IClipEncoderConfig c) =>
+        $"hidden_size {c.HiddenSize}, intermediate_size {c.IntermediateSize}, num_hidden_layers {c.NumHiddenLayers}";
 
     public static void Positive(string source, params (string Key, int Value)[] values)
     {

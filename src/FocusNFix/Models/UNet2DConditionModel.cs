@@ -61,6 +61,7 @@ public sealed class UNet2DConditionConfig
         // An explicit null means "no mid block"; a missing key means the default.
         cfg.MidBlockType = c.Root.ContainsKey("mid_block_type") ? c.String("mid_block_type") : cfg.MidBlockType;
         int n = cfg.DownBlockTypes.Length;
+        if (n == 0) throw new InvalidInputException($"{c.Source}: down_block_types is empty (expected at least one block)");
         cfg.BlockOutChannels = c.IntList("block_out_channels") ?? cfg.BlockOutChannels;
         cfg.InChannels = c.Int("in_channels", cfg.InChannels);
         cfg.OutChannels = c.Int("out_channels", cfg.OutChannels);
@@ -131,6 +132,8 @@ public sealed class UNet2DConditionConfig
     public void Validate()
     {
         int n = DownBlockTypes.Length;
+        if (n == 0) Bad("down_block_types is empty (expected at least one block)");
+        CheckSizes();
         for (int i = 0; i < n; i++) CheckType("down_block_types", DownBlockTypes[i], SupportedDownBlocks);
         foreach (var t in UpBlockTypes) CheckType("up_block_types", t, SupportedUpBlocks);
         if (MidBlockType is not null) CheckType("mid_block_type", MidBlockType, SupportedMidBlocks);
@@ -146,6 +149,27 @@ public sealed class UNet2DConditionConfig
         foreach (var ch in BlockOutChannels)
             if (ch % NormNumGroups != 0) Bad($"block_out_channels {ch} is not divisible by norm_num_groups {NormNumGroups}");
         if (ConvInKernel % 2 == 0 || ConvOutKernel % 2 == 0) Bad("conv_in_kernel and conv_out_kernel must be odd");
+        ModelSizeEstimate.CheckPlausible(ModelSizeEstimate.Parameters(this), Source, "UNet2DConditionModel",
+            $"block_out_channels {ModelSizeEstimate.List(BlockOutChannels)}, layers_per_block {ModelSizeEstimate.List(LayersPerBlock)}, " +
+            $"transformer_layers_per_block {ModelSizeEstimate.List(TransformerLayersPerBlock)}, cross_attention_dim {ModelSizeEstimate.List(CrossAttentionDims)}, " +
+            $"time_embedding_dim {TimeEmbedDim}");
+    }
+
+    /// <summary>Zero, negative and non-finite sizes, refused before they reach a division or an allocation.</summary>
+    void CheckSizes()
+    {
+        foreach (var (key, value) in new[] { ("in_channels", InChannels), ("out_channels", OutChannels), ("sample_size", SampleSize),
+                     ("norm_num_groups", NormNumGroups), ("conv_in_kernel", ConvInKernel), ("conv_out_kernel", ConvOutKernel) })
+            if (value <= 0) Bad($"'{key}' must be a positive integer, got {value}");
+        if (TimeEmbeddingDim is <= 0) Bad($"'time_embedding_dim' must be a positive integer, got {TimeEmbeddingDim}");
+        if (DownsamplePadding < 0) Bad($"'downsample_padding' must be >= 0, got {DownsamplePadding}");
+        foreach (var (key, list) in new[] { ("block_out_channels", BlockOutChannels), ("layers_per_block", LayersPerBlock),
+                     ("num_attention_heads (or attention_head_dim)", NumAttentionHeads), ("cross_attention_dim", CrossAttentionDims),
+                     ("transformer_layers_per_block", TransformerLayersPerBlock), ("reverse_transformer_layers_per_block", ReverseTransformerLayersPerBlock ?? new[] { 1 }) })
+            if (list.Any(v => v <= 0)) Bad($"'{key}' must hold positive integers, got {ModelSizeEstimate.List(list)}");
+        if (!(NormEps > 0) || !double.IsFinite(NormEps)) Bad($"'norm_eps' must be a positive finite number, got {NormEps}");
+        foreach (var (key, value) in new[] { ("freq_shift", FreqShift), ("mid_block_scale_factor", MidBlockScaleFactor), ("resnet_out_scale_factor", ResnetOutScaleFactor) })
+            if (!double.IsFinite(value)) Bad($"'{key}' must be a finite number, got {value}");
     }
 
     void CheckType(string key, string type, string[] supported)

@@ -116,8 +116,7 @@ public sealed class TextToImagePipeline : IDisposable
     {
         int h = o.Height ?? DefaultSize, w = o.Width ?? DefaultSize;
         int multiple = Math.Max(8, VaeScaleFactor);
-        if (h <= 0 || w <= 0 || h % multiple != 0 || w % multiple != 0)
-            throw new InvalidInputException($"height {h} and width {w} must be positive multiples of {multiple}");
+        ModelSizeEstimate.CheckImageSize(h, w, multiple);
         return (h, w);
     }
 

@@ -257,7 +257,7 @@ public sealed class FocusNFixTrainer : IDisposable
             tb.Scalar("train/change_inside_mask", g.ChangeInside, step);
             tb.Scalar("train/change_outside_mask", g.ChangeOutside, step);
             tb.Scalar("train/grad_norm", double.IsFinite(gradNorm) ? gradNorm : -1, step);
-            tb.Scalar("train/learning_rate", lr, step);
+            tb.Scalar("train/lr", lr, step);
             tb.Scalar("train/skipped_steps", _skipped, step);
             if (g.Images is not null) tb.Images("train/samples", g.Images, step);
         }
@@ -298,8 +298,7 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>Steps dropped by the NaN/Inf guard so far.</summary>
     public int SkippedSteps => _skipped;
 
-    void AppendLog(TrainStepLog e) =>
-        File.AppendAllText(Path.Combine(RunDir, LogName), JsonSerializer.Serialize(e, TrainingConfig.Json).ReplaceLineEndings(" ") + "\n");
+    void AppendLog(TrainStepLog e) => JsonlLog.Append(Path.Combine(RunDir, LogName), e);
 
     static string? LatestCheckpoint(string runDir)
     {

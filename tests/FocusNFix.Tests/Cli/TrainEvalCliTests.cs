@@ -43,7 +43,11 @@ public class TrainEvalCliTests : IDisposable
         var run = cfg.OutputDir;
         foreach (var f in new[] { "config.json", "log.jsonl", FocusNFixTrainer.FinalPeftName, FocusNFixTrainer.FinalKohyaName, "originals/0_0.png", "originals/0_0_mask.png" })
             Assert.True(File.Exists(Path.Combine(run, f)), f);
-        Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard"), "events.out.tfevents*"));
+        var events = TensorBoardLog.ReadEvents(Directory.GetFiles(Path.Combine(run, "tensorboard"), "events.out.tfevents*").Single());
+        var values = events.Where(e => e.Summary != null).SelectMany(e => e.Summary.Value.Select(v => (e.Step, v))).ToList();
+        Assert.Equal(new long[] { 0, 1 }, values.Where(x => x.v.Tag == "train/lr").Select(x => x.Step));
+        Assert.Contains("\"guidance_scale\": 2", values.Single(x => x.v.Tag == "config").v.Tensor.StringVal.Single().ToStringUtf8());
+        Assert.All(File.ReadAllLines(Path.Combine(run, "log.jsonl")), l => Assert.StartsWith("{\"time\":\"", l));
         Assert.Single(Directory.GetDirectories(Path.Combine(run, "checkpoints")));
 
         var outDir = Path.Combine(_tmp, "eval");

@@ -90,8 +90,14 @@ public class SafetensorsTests : IDisposable
     [Fact]
     public void RefusesMalformedJson()
     {
-        var p = Write("json.safetensors", RawFile("{\"a\": [", 0));
-        Assert.Contains("not well-formed JSON", Assert.Throws<InvalidInputException>(() => Safetensors.Load(p)).Message);
+        foreach (var json in new[] { "{\"a\": {\"dtype\": \"F3", "{\"a\": {\"dtype\": tru}", "{,}", "{\"a\" // c\n:{}}", "{} {}" })
+        {
+            var p = Write("json.safetensors", RawFile(json, 0));
+            var e = Assert.Throws<InvalidInputException>(() => Safetensors.Load(p));
+            Assert.Contains(p, e.Message);
+            Assert.Contains("not well-formed JSON", e.Message);
+        }
+        Assert.Contains("tensor 'a' is StartArray", Assert.Throws<InvalidInputException>(() => Safetensors.Load(Write("arr.safetensors", RawFile("{\"a\": [", 0)))).Message);
     }
 
     [Fact]
@@ -120,5 +126,138 @@ public class SafetensorsTests : IDisposable
     {
         var p = Write("dt.safetensors", RawFile("{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}", 8));
         Assert.Contains("unsupported dtype 'F8_E4M3'", Assert.Throws<InvalidInputException>(() => Safetensors.Load(p)).Message);
+    }
+
+    static string Entry(string name, string dtype, string shape, long begin, long end) =>
+        $"\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":[{shape}],\"data_offsets\":[{begin},{end}]}}";
+
+    InvalidInputException Refused(string name, string headerJson, int dataBytes)
+    {
+        var p = Write(name, RawFile(headerJson, dataBytes));
+        var e = Assert.Throws<InvalidInputException>(() => Safetensors.Load(p));
+        Assert.Contains(p, e.Message);
+        return e;
+    }
+
+    [Fact]
+    public void RefusesGapBetweenTensors()
+    {
+        var e = Refused("gap.safetensors", "{" + Entry("a", "F32", "1", 0, 4) + "," + Entry("b", "F32", "1", 8, 12) + "}", 12);
+        Assert.Contains("'b' starts at data offset 8", e.Message);
+        Assert.Contains("'a' ends at 4", e.Message);
+        var lead = Refused("lead.safetensors", "{" + Entry("a", "F32", "1", 4, 8) + "}", 8);
+        Assert.Contains("'a' starts at data offset 4", lead.Message);
+    }
+
+    [Fact]
+    public void RefusesTrailingBytesAndHeaderLengthOffByOne()
+    {
+        var e = Refused("trail.safetensors", "{" + Entry("a", "F32", "2", 0, 8) + "}", 9);
+        Assert.Contains("'a' ends at data offset 8", e.Message);
+        Assert.Contains("1 trailing bytes", e.Message);
+        Assert.Contains("trailing bytes", Refused("none.safetensors", "{}", 3).Message);
+
+        // A header length one short still parses (the writer pads with spaces) but shifts every tensor by a byte:
+        // before, this loaded the weights as garbage without an error.
+        var good = Path.Combine(_dir, "good.safetensors");
+        Safetensors.Save(good, new Dictionary<string, Tensor> { ["w"] = ones(4) });
+        var bytes = File.ReadAllBytes(good);
+        Assert.Equal((byte)' ', bytes[8 + (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes) - 1]);
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, BinaryPrimitives.ReadUInt64LittleEndian(bytes) - 1);
+        var p = Write("short.safetensors", bytes);
+        var err = Assert.Throws<InvalidInputException>(() => Safetensors.Load(p));
+        Assert.Contains(p, err.Message);
+        Assert.Contains("'w'", err.Message);
+        Assert.Contains("trailing bytes", err.Message);
+    }
+
+    [Fact]
+    public void RefusesDuplicateKeys()
+    {
+        var a = Entry("a", "F32", "1", 0, 4);
+        Assert.Contains("key 'a' appears more than once", Refused("dup.safetensors", "{" + a + "," + a + "}", 4).Message);
+        Assert.Contains("tensor 'a': field 'dtype' appears more than once",
+            Refused("dupf.safetensors", "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4).Message);
+        Assert.Contains("'__metadata__' key 'k' appears more than once",
+            Refused("dupm.safetensors", "{\"__metadata__\":{\"k\":\"1\",\"k\":\"2\"}," + a + "}", 4).Message);
+        Assert.Contains("'__metadata__' appears more than once",
+            Refused("dupmm.safetensors", "{\"__metadata__\":{},\"__metadata__\":{}," + a + "}", 4).Message);
+    }
+
+    [Fact]
+    public void RefusesInvalidUtf8Header()
+    {
+        var header = Encoding.UTF8.GetBytes("{\"aX\":{}}");
+        header[3] = 0xFF;
+        var bytes = new byte[8 + header.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)header.Length);
+        header.CopyTo(bytes, 8);
+        var p = Write("utf8.safetensors", bytes);
+        var e = Assert.Throws<InvalidInputException>(() => Safetensors.Load(p));
+        Assert.Contains(p, e.Message);
+        Assert.Contains("not valid UTF-8", e.Message);
+        Assert.Contains("not valid text", Refused("surrogate.safetensors", "{\"\\ud800\":{}}", 0).Message);
+    }
+
+    [Theory]
+    [InlineData("0,4.0", "4.0")]
+    [InlineData("0,4e0", "4e0")]
+    [InlineData("0,\"4\"", "4")]
+    [InlineData("-4,0", "-4")]
+    [InlineData("0,99999999999999999999", "99999999999999999999")]
+    public void RefusesNonIntegerOffsets(string offsets, string shown)
+    {
+        var e = Refused("off.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[" + offsets + "]}}", 4);
+        Assert.Contains("tensor 'a': data_offsets contains " + shown, e.Message);
+        Assert.Contains("expected non-negative integers", e.Message);
+    }
+
+    [Theory]
+    [InlineData("-1", "-1")]
+    [InlineData("1.5", "1.5")]
+    [InlineData("null", "Null")]
+    [InlineData("[1]", "StartArray")]
+    public void RefusesBadShapes(string dim, string shown) =>
+        Assert.Contains("tensor 'a': shape contains " + shown, Refused("shape.safetensors", "{" + Entry("a", "F32", dim, 0, 4) + "}", 4).Message);
+
+    [Fact]
+    public void RefusesShapeWhoseSizeOverflows()
+    {
+        // 2^62 * 4 elements overflow Int64; a wrapped product could otherwise match a small byte count.
+        var e = Refused("ovf.safetensors", "{" + Entry("a", "F32", "4611686018427387904,4", 0, 0) + "}", 0);
+        Assert.Contains("tensor 'a'", e.Message);
+        Assert.Contains("more elements than fit in 64 bits", e.Message);
+        // Elements fit but bytes do not (2^62 F32 values).
+        Assert.Contains("64 bits", Refused("ovfb.safetensors", "{" + Entry("a", "F32", "4611686018427387904", 0, 0) + "}", 0).Message);
+        Assert.Contains("64 bits", Refused("ovfz.safetensors", "{" + Entry("a", "F32", "4611686018427387904,4,0", 0, 0) + "}", 0).Message);
+    }
+
+    [Fact]
+    public void RefusesNonStringMetadataAndUnknownFields()
+    {
+        var a = Entry("a", "F32", "1", 0, 4);
+        Assert.Contains("'__metadata__' key 'n' is Number (expected a string value)",
+            Refused("meta.safetensors", "{\"__metadata__\":{\"n\":3}," + a + "}", 4).Message);
+        Assert.Contains("'__metadata__' is StartArray", Refused("metaa.safetensors", "{\"__metadata__\":[]," + a + "}", 4).Message);
+        Assert.Contains("tensor 'a': unknown field 'offsets'",
+            Refused("field.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"offsets\":[0,4]}}", 4).Message);
+        Assert.Contains("tensor 'a': missing data_offsets", Refused("miss.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4).Message);
+        Assert.Contains("data_offsets has 3 entries", Refused("three.safetensors", "{" + Entry("a", "F32", "1", 0, 4).Replace("[0,4]", "[0,4,4]") + "}", 4).Message);
+        Assert.Contains("end before they begin", Refused("rev.safetensors", "{" + Entry("a", "U8", "0", 4, 0) + "}", 4).Message);
+    }
+
+    [Fact]
+    public void LoadsEmptyTensorsAnywhere()
+    {
+        // Empty tensors (begin == end) at the start, between two tensors and at the very end of the data.
+        var p = Write("empty.safetensors", RawFile("{\"__metadata__\":null," + Entry("e0", "F32", "3,0", 0, 0) + "," + Entry("a", "U8", "2", 0, 2) + ","
+            + Entry("e1", "I64", "0", 2, 2) + "," + Entry("b", "U8", "1", 2, 3) + "," + Entry("e2", "F16", "0,5", 3, 3) + "}", 3));
+        var t = Safetensors.Load(p);
+        Assert.Equal(new long[] { 3, 0 }, t["e0"].shape);
+        Assert.Equal(new long[] { 0 }, t["e1"].shape);
+        Assert.Equal(new long[] { 0, 5 }, t["e2"].shape);
+        Assert.Equal(float16, t["e2"].dtype);
+        Assert.Equal(2, t["a"].numel());
+        Assert.Empty(Safetensors.Load(Write("nothing.safetensors", RawFile("{}", 0))));
     }
 }
