@@ -77,7 +77,7 @@ public class TrainEvalCliTests : IDisposable
         var (code, stdout, stderr) = CliProcess.Run("heatmap", "--model", Golden.Case("pipeline_tiny_pixel"), "--heatmap", $"reward-model:{reward}",
             "--prompt", "a red circle", "--seed", "3", "--steps", "2", "--out", outDir);
         Assert.True(code == 0, stdout + stderr);
-        foreach (var f in new[] { "image.png", "heatmap.png", "overlay.png", "mask.png" })
+        foreach (var f in new[] { "0_3_image.png", "0_3_heatmap.png", "0_3_overlay.png", "0_3_mask.png" })
             Assert.True(File.Exists(Path.Combine(outDir, f)), f);
         (code, _, stderr) = CliProcess.Run("heatmap", "--model", Golden.Case("pipeline_tiny_pixel"), "--heatmap", "nonsense:x", "--prompt", "a");
         Assert.Equal(2, code);
