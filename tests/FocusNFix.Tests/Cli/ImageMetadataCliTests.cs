@@ -2,7 +2,6 @@ using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Models;
 using FocusNFix.Pipelines;
-using FocusNFix.World;
 using TorchSharp;
 using Xunit;
 
@@ -53,11 +52,11 @@ public class ImageMetadataCliTests : IDisposable
     [Fact]
     public void HeatmapNamesFilesLikeTheOtherCommandsAndRefusesToOverwrite()
     {
-        var reward = Path.Combine(_tmp, "reward");
-        TorchSharp.torch.manual_seed(3);
-        using (var m = new RegionRewardModel(new RegionRewardConfig(DefectKind.Hazard, new[] { 4, 4 }))) m.SavePretrained(reward);
+        // A mask-folder heatmap: no random model, so this test never touches torch's global generator.
+        var masks = Directory.CreateDirectory(Path.Combine(_tmp, "masks")).FullName;
+        using (var m = TorchSharp.torch.zeros(8, 8)) { m[2, 3] = TorchSharp.torch.tensor(1f); FocusNFix.Masks.HeatmapMask.SavePng(m, Path.Combine(masks, "2_3.png")); }
         var outDir = Path.Combine(_tmp, "hm");
-        string[] Args(params string[] extra) => new[] { "heatmap", "--model", Golden.Case("pipeline_tiny_pixel"), "--heatmap", $"reward-model:{reward}",
+        string[] Args(params string[] extra) => new[] { "heatmap", "--model", Golden.Case("pipeline_tiny_pixel"), "--heatmap", $"mask-folder:{masks}",
             "--prompt", "a red circle", "--seed", "3", "--prompt-index", "2", "--steps", "2", "--out", outDir }.Concat(extra).ToArray();
         var (code, stdout, stderr) = CliProcess.Run(Args());
         Assert.True(code == 0, stdout + stderr);

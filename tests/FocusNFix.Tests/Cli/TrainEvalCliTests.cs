@@ -57,6 +57,9 @@ public class TrainEvalCliTests : IDisposable
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "report.json")));
         Assert.Equal(4, doc.RootElement.GetProperty("images").GetArrayLength());
         Assert.Contains("focus-n-fix", stdout);
+        var info = FocusNFix.Pipelines.GenerationInfo.FromPng(Path.Combine(outDir, "images/focus-n-fix/0_1001.png"));
+        Assert.Equal(("focus-n-fix", 1001L, 3), (info.Method, info.Seed, info.Steps));
+        Assert.EndsWith(FocusNFixTrainer.FinalPeftName, info.Lora);
     }
 
     [Fact]

@@ -42,7 +42,8 @@ public class GenerationInfoTests : IDisposable
     [Fact]
     public void PngCarriesBothChunksAndBadMetadataIsAClearError()
     {
-        using var image = rand(3, 8, 8);
+        using var g = new Generator(5);
+        using var image = rand(new long[] { 3, 8, 8 }, generator: g);
         var path = Path.Combine(_tmp, "a.png");
         Images.SavePng(image, path, Example().PngText());
         var text = Images.ReadPngText(path);
@@ -52,6 +53,13 @@ public class GenerationInfoTests : IDisposable
         using (var u8 = Images.ToUint8(image.unsqueeze(0)))
         using (var u8Back = Images.ToUint8(back.unsqueeze(0)))
             Assert.True(u8.eq(u8Back).all().item<bool>(), "metadata must not change the pixels");
+
+        // Non-Latin-1 text goes into iTXt chunks and must come back unchanged.
+        var unicode = Example() with { Prompt = "ünïcödé ☂ 雨傘", NegativePrompt = "— dash" };
+        var upath = Path.Combine(_tmp, "u.png");
+        Images.SavePng(image, upath, unicode.PngText());
+        Assert.Equal(unicode, GenerationInfo.FromPng(upath));
+        Assert.StartsWith("ünïcödé ☂ 雨傘\nNegative prompt: — dash\n", Images.ReadPngText(upath)[GenerationInfo.ParametersKeyword]);
 
         var bare = Path.Combine(_tmp, "bare.png");
         Images.SavePng(image, bare);
