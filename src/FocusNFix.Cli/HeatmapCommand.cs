@@ -23,10 +23,11 @@ public static class HeatmapCommand
         var guidance = CommonOptions.Guidance();
         var threshold = new Option<double>("--threshold") { Description = "Mask threshold on the normalised heatmap", DefaultValueFactory = _ => 0.5 };
         var dilate = new Option<int>("--dilate") { Description = "Mask dilation in pixels", DefaultValueFactory = _ => 2 };
-        var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "out/heatmap" };
+        var output = new Option<string>("--out") { Description = "Output folder; files are <prompt-index>_<seed>_{image,heatmap,overlay,mask}.png", DefaultValueFactory = _ => "out/heatmap" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace this prompt index and seed's files from an earlier run (otherwise that is an error)" };
         var cmd = new Command("heatmap", "Sample a base image and write it, its heatmap, the heatmap overlay and the mask")
         {
-            model, heatmap, reward, prompt, seed, promptIndex, steps, guidance, threshold, dilate, output,
+            model, heatmap, reward, prompt, seed, promptIndex, steps, guidance, threshold, dilate, output, overwrite,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -34,18 +35,26 @@ public static class HeatmapCommand
             IReward? r = pr.GetValue(reward) is { } rs ? RewardFactory.CreateReward(SourceSpecs.Reward(rs)) : null;
             if (spec.Type == "saliency" && r == null) throw new InvalidInputException("--heatmap saliency:... needs --reward TYPE:PATH (the reward whose saliency is mapped)");
             var source = RewardFactory.CreateHeatmap(spec, r);
+            var dir = pr.GetValue(output)!;
+            long seedValue = pr.GetValue(seed);
+            int index = pr.GetValue(promptIndex);
+            var names = new[] { "image", "heatmap", "overlay", "mask" }.ToDictionary(k => k, k => Path.Combine(dir, $"{index}_{seedValue}_{k}.png"));
+            var existing = names.Values.Where(File.Exists).ToList();
+            if (existing.Count > 0 && !pr.GetValue(overwrite))
+                throw new InvalidInputException($"{existing[0]}: already exists{(existing.Count > 1 ? $" (and {existing.Count - 1} more of this prompt and seed)" : "")}; pass --overwrite to replace, or choose another --out");
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!);
             var p = pr.GetValue(prompt)!;
             var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
-            using var result = pipe.Sample(new[] { p }, new SampleOptions { Steps = stepCount, GuidanceScale = guidanceScale, Seeds = new[] { pr.GetValue(seed) } });
-            var heat = source(result.Images, new[] { p }, new[] { (pr.GetValue(promptIndex), pr.GetValue(seed)) }).detach();
+            var options = new SampleOptions { Steps = stepCount, GuidanceScale = guidanceScale, Seeds = new[] { seedValue } };
+            using var result = Progress.Run("sampling", report => pipe.Sample(new[] { p }, options, progress: report));
+            var heat = source(result.Images, new[] { p }, new[] { (index, seedValue) }).detach();
             var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate), Normalise = false });
-            var dir = pr.GetValue(output)!;
-            Images.SavePng(result.Images[0], Path.Combine(dir, "image.png"));
-            HeatmapMask.SavePng(heat[0], Path.Combine(dir, "heatmap.png"));
-            Images.SavePng(ReportWriter.HeatmapOverlay(result.Images[0], heat[0]), Path.Combine(dir, "overlay.png"));
-            HeatmapMask.SavePng(mask[0], Path.Combine(dir, "mask.png"));
-            Console.WriteLine($"wrote image.png, heatmap.png, overlay.png, mask.png to {dir} (mask covers {mask.mean().item<float>():P1} of the image)");
+            var info = GenerationInfo.Of(pipe, p, index, seedValue, options, (int)result.Images.shape[2], (int)result.Images.shape[3]);
+            Images.SavePng(result.Images[0], names["image"], info.PngText());
+            HeatmapMask.SavePng(heat[0], names["heatmap"], info.As("heatmap").PngText());
+            Images.SavePng(ReportWriter.HeatmapOverlay(result.Images[0], heat[0]), names["overlay"], info.As("overlay").PngText());
+            HeatmapMask.SavePng(mask[0], names["mask"], info.As("mask").PngText());
+            Console.WriteLine($"wrote {string.Join(", ", names.Values.Select(Path.GetFileName))} to {dir} (mask covers {mask.mean().item<float>():P1} of the image)");
             return 0;
         }));
         return cmd;

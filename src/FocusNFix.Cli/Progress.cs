@@ -1,4 +1,5 @@
 using Spectre.Console;
+using Spectre.Console.Rendering;
 
 namespace FocusNFix.Cli;
 
@@ -18,7 +19,7 @@ public static class Progress
         {
             T result = default!;
             AnsiConsole.Progress()
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RateColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(description, maxValue: 1);
@@ -38,9 +39,20 @@ public static class Progress
             int percent = total == 0 ? 100 : done * 100 / total;
             if (percent / 10 != lastPercent / 10 || done == total)
             {
-                Console.WriteLine($"{description}: {done}/{total} ({percent}%, {(DateTime.UtcNow - started).TotalSeconds:F1}s){(status != null ? ", " + status : "")}");
+                double seconds = (DateTime.UtcNow - started).TotalSeconds;
+                Console.WriteLine($"{description}: {done}/{total} ({percent}%, {seconds:F1}s, {Rate(done, seconds)}){(status != null ? ", " + status : "")}");
                 lastPercent = percent;
             }
         });
+    }
+
+    /// <summary>Iterations per second, as diffusers' tqdm bars show it (s/it when slower than one per second).</summary>
+    public static string Rate(double done, double seconds) =>
+        done <= 0 || seconds <= 0 ? "-- it/s" : done >= seconds ? $"{done / seconds:F2} it/s" : $"{seconds / done:F2} s/it";
+
+    sealed class RateColumn : ProgressColumn
+    {
+        public override IRenderable Render(RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+            new Text(task.Speed is double v and > 0 ? Rate(v, 1) : "-- it/s", new Style(Color.Grey));
     }
 }

@@ -40,7 +40,7 @@ public static class TrainCommand
             return trainer.Train(e => report(e.Step + 1, total,
                 $"loss {e.Loss:F4} reward {e.Reward:F4} constraint {e.Constraint:F4} out {e.ChangeOutside:F4}{(e.SkippedTotal > 0 ? $" skipped {e.SkippedTotal}" : "")}"), tb);
         });
-        Console.WriteLine($"{cfg.Objective}: wrote {Path.Combine(trainer.RunDir, FocusNFixTrainer.FinalPeftName)} and {FocusNFixTrainer.FinalKohyaName}");
+        Console.WriteLine($"{cfg.Objective}: wrote the LoRA to {trainer.RunDir}: {Lora.RunFolderLora.DiffusersName} (diffusers), {Lora.PeftAdapterConfig.FileName} + {Lora.PeftAdapterConfig.WeightsName} (PEFT), {Lora.RunFolderLora.KohyaName}");
         return trainer.RunDir;
     }
 }

@@ -79,7 +79,7 @@ public static class Evaluator
                 }
                 var dir = Path.Combine(outDir, "images", method);
                 for (int k = 0; k < jobs.Count; k++)
-                    Images.SavePng(images[k], Path.Combine(dir, $"{jobs[k].Index}_{jobs[k].Seed}.png"));
+                    Images.SavePng(images[k], Path.Combine(dir, $"{jobs[k].Index}_{jobs[k].Seed}.png"), Info(pipe, s, jobs[k], images[k], method, loraPath).PngText());
                 var metrics = Measure(images, baseImages!, baseMasks!, jobs, s, method == BaseMethod);
                 for (int k = 0; k < jobs.Count; k++)
                     result.Images.Add(new ImageRecord
@@ -91,12 +91,18 @@ public static class Evaluator
             }
             finally { lora?.Detach(); }
         }
-        WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir);
+        WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
+            (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora));
         foreach (var (method, log) in s.TrainingLogs) result.Curves.Add(CurveFromLog(method, log));
         result.ComputeSummaries();
         baseImages?.Dispose(); baseMasks?.Dispose(); baseHeat?.Dispose();
         return result;
     }
+
+    /// <summary>What every picture of one (prompt, seed) and method carries in its PNG metadata.</summary>
+    static GenerationInfo Info(TextToImagePipeline pipe, EvalSetup s, (int Index, string Prompt, long Seed) job, Tensor image, string method, string? lora) =>
+        GenerationInfo.Of(pipe, job.Prompt, job.Index, job.Seed, new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale },
+            (int)image.shape[^2], (int)image.shape[^1], lora: lora, method: method);
 
     static Tensor SampleAll(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, Action<int, int> progress)
     {
@@ -178,7 +184,7 @@ public static class Evaluator
     }
 
     static void WritePictureRows(EvaluationResult r, Tensor baseImages, Tensor heat, Tensor masks,
-        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir)
+        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir, Func<int, string, GenerationInfo> info)
     {
         // Rows with a non-empty mask first: those are the images the fix is about.
         var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => masks[k].sum().item<float>() > 0).ThenBy(k => k).Take(s.PictureRows).ToList();
@@ -189,9 +195,9 @@ public static class Evaluator
             var row = new PictureRow { PromptIndex = index, Seed = seed, Prompt = prompt, BaseImage = Path.Combine("images", BaseMethod, name) };
             using var overlay = ReportWriter.HeatmapOverlay(baseImages[k], heat[k]);
             row.HeatmapOverlay = Path.Combine("images", "heatmap", name);
-            Images.SavePng(overlay, Path.Combine(outDir, row.HeatmapOverlay));
+            Images.SavePng(overlay, Path.Combine(outDir, row.HeatmapOverlay), info(k, BaseMethod).As("overlay").PngText());
             row.Mask = Path.Combine("images", "mask", name);
-            HeatmapMask.SavePng(masks[k], Path.Combine(outDir, row.Mask));
+            HeatmapMask.SavePng(masks[k], Path.Combine(outDir, row.Mask), info(k, BaseMethod).As("mask").PngText());
             foreach (var m in r.Methods.Where(m => m != BaseMethod))
             {
                 var rel = Path.Combine("images", m, name);
@@ -199,7 +205,7 @@ public static class Evaluator
                 using var img = Images.LoadImage(Path.Combine(outDir, rel));
                 using var diff = ReportWriter.DifferenceMap(img, baseImages[k]);
                 row.DiffMaps[m] = Path.Combine("images", "diff", m, name);
-                Images.SavePng(diff, Path.Combine(outDir, row.DiffMaps[m]));
+                Images.SavePng(diff, Path.Combine(outDir, row.DiffMaps[m]), info(k, m).As("diff").PngText());
             }
             r.Rows.Add(row);
         }

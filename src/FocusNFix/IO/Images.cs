@@ -1,4 +1,5 @@
 using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.PixelFormats;
 using static TorchSharp.torch;
 
@@ -18,8 +19,8 @@ public static class Images
         return x.permute(0, 2, 3, 1).contiguous().MoveToOuterDisposeScope();
     }
 
-    /// <summary>Saves one image ([3,H,W] float in [0,1]) as PNG, atomically.</summary>
-    public static void SavePng(Tensor image, string path)
+    /// <summary>Saves one image ([3,H,W] float in [0,1]) as PNG, atomically, with optional text chunks (keyword, text).</summary>
+    public static void SavePng(Tensor image, string path, IReadOnlyList<(string Keyword, string Text)>? text = null)
     {
         if (image.dim() != 3 || image.shape[0] != 3)
             throw new ArgumentException($"expected an image tensor [3,H,W], got [{string.Join(",", image.shape)}]");
@@ -27,7 +28,34 @@ public static class Images
         int h = (int)image.shape[1], w = (int)image.shape[2];
         var bytes = u8.bytes.ToArray();
         using var img = Image.LoadPixelData<Rgb24>(bytes, w, h);
-        AtomicFile.Write(path, s => img.SaveAsPng(s));
+        WritePng(img, path, text);
+    }
+
+    /// <summary>
+    /// Every PNG fnf writes goes through here. Text chunks stay uncompressed tEXt (iTXt when the text is not Latin-1),
+    /// as A1111 writes its <c>parameters</c>, so the simplest PNG readers see them.
+    /// </summary>
+    public static void WritePng(Image img, string path, IReadOnlyList<(string Keyword, string Text)>? text)
+    {
+        var png = img.Metadata.GetPngMetadata();
+        png.TextData.Clear();
+        foreach (var (k, v) in text ?? Array.Empty<(string, string)>()) png.TextData.Add(new PngTextData(k, v, "", ""));
+        var encoder = new PngEncoder { TextCompressionThreshold = int.MaxValue };
+        AtomicFile.Write(path, s => img.SaveAsPng(s, encoder));
+    }
+
+    /// <summary>The text chunks of a PNG file (tEXt, zTXt, iTXt) by keyword.</summary>
+    public static Dictionary<string, string> ReadPngText(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidInputException($"{path}: image file not found");
+        IImageInfo? info;
+        try { info = Image.Identify(path, out var format); if (format is not PngFormat) throw new InvalidInputException($"{path}: not a PNG file ({format?.Name ?? "unknown format"})"); }
+        catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException)
+        { throw new InvalidInputException($"{path}: not a readable PNG ({e.Message})"); }
+        if (info is null) throw new InvalidInputException($"{path}: not a readable PNG");
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var t in info.Metadata.GetPngMetadata().TextData) result[t.Keyword] = t.Value;
+        return result;
     }
 
     /// <summary>Loads an image file as [3,H,W] float32 in [0,1].</summary>

@@ -16,7 +16,7 @@ public sealed record LoraLayer(string Module, Tensor Down, Tensor Up, double Alp
 /// <summary>The four key conventions diffusers 0.27 loads (module <c>m</c> = "down_blocks.0....attn1.to_q").</summary>
 public enum LoraFormat
 {
-    /// <summary><c>unet.m.lora_A.weight</c> / <c>unet.m.lora_B.weight</c> (PEFT).</summary>
+    /// <summary><c>unet.m.lora_A.weight</c> / <c>unet.m.lora_B.weight</c> (PEFT; also read with PeftModel's <c>base_model.model.</c> prefix).</summary>
     Peft,
     /// <summary><c>unet.m.lora.down.weight</c> / <c>unet.m.lora.up.weight</c> (diffusers 0.27 training scripts).</summary>
     Diffusers,
@@ -88,6 +88,19 @@ public static class LoraFile
             throw new InvalidInputException($"{path}: the keys mix LoRA conventions ({string.Join(", ", formats)})");
         var globalAlpha = MetadataAlpha(path, metadata);
         var pattern = MetadataAlphaPattern(path, metadata);
+        PeftAdapterConfig? peftConfig = null;
+        if (tensors.Keys.Any(k => k.StartsWith(RunFolderLora.PeftModelPrefix, StringComparison.Ordinal)))
+        {
+            // A PeftModel's adapter file keeps alpha in the adapter_config.json beside it, which PEFT itself reads.
+            var cfgPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, PeftAdapterConfig.FileName);
+            if (File.Exists(cfgPath))
+            {
+                peftConfig = PeftAdapterConfig.Load(cfgPath);
+                (globalAlpha, pattern) = (peftConfig.EffectiveAlpha, null);
+            }
+            else if (globalAlpha is null && pattern is null)
+                throw new InvalidInputException($"{path}: PEFT model keys ({RunFolderLora.PeftModelPrefix}*) carry no alpha; expected {PeftAdapterConfig.FileName} beside the file");
+        }
         var layers = new List<LoraLayer>();
         foreach (var (module, (down, up, alpha)) in parts.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
@@ -97,6 +110,8 @@ public static class LoraFile
                 throw new InvalidInputException($"{path}: layer '{module}': down [{Dims(down)}] and up [{Dims(up)}] must both be matrices (conv LoRA is not supported)");
             if (up.shape[1] != down.shape[0])
                 throw new InvalidInputException($"{path}: layer '{module}': up [{Dims(up)}] and down [{Dims(down)}] ranks differ");
+            if (peftConfig != null && down.shape[0] != peftConfig.R)
+                throw new InvalidInputException($"{path}: layer '{module}' has rank {down.shape[0]} but {PeftAdapterConfig.FileName} says r = {peftConfig.R}");
             double a = alpha ?? (pattern != null && pattern.TryGetValue(module, out var pa) ? pa : globalAlpha ?? down.shape[0]);
             if (!double.IsFinite(a)) throw new InvalidInputException($"{path}: layer '{module}': alpha {a} is not a finite number");
             layers.Add(new LoraLayer(module, down, up, a));
@@ -114,7 +129,8 @@ public static class LoraFile
             var which = key[(dot + 1)..] switch { "lora_down.weight" => "down", "lora_up.weight" => "up", "alpha" => "alpha", _ => null };
             return (kohyaNames.GetValueOrDefault(flat), which, LoraFormat.Kohya);
         }
-        var k = key.StartsWith("unet.", StringComparison.Ordinal) ? key[5..] : key;
+        var k = key.StartsWith("unet.", StringComparison.Ordinal) ? key[5..]
+            : key.StartsWith(RunFolderLora.PeftModelPrefix, StringComparison.Ordinal) ? key[RunFolderLora.PeftModelPrefix.Length..] : key;
         var m = AttnProcKey.Match(k);
         if (m.Success)
         {

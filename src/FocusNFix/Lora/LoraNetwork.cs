@@ -95,10 +95,11 @@ public sealed class LoraNetwork : nn.Module
     /// <summary>
     /// Loads a LoRA file in any of the four conventions (<see cref="LoraFormat"/>) onto <paramref name="unet"/> through
     /// hooks. Every layer must be an attention projection of this UNet with matching shapes; otherwise the error names
-    /// the layer. Rank and alpha come from the file (per layer).
+    /// the layer. Rank and alpha come from the file (per layer). A folder stands for its LoRA file (<see cref="RunFolderLora.ResolveFile"/>).
     /// </summary>
     public static LoraNetwork Load(UNet2DConditionModel unet, string path, double scale = 1.0)
     {
+        path = RunFolderLora.ResolveFile(path);
         var projections = Projections(unet);
         var contents = LoraFile.Read(path, unet.named_modules().Select(m => m.name));
         foreach (var l in contents.Layers)

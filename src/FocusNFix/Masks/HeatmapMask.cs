@@ -176,8 +176,8 @@ public static class HeatmapMask
         return y.reshape(shape).clone().MoveToOuterDisposeScope();
     }
 
-    /// <summary>Saves a mask [H,W], [1,H,W] or [1,1,H,W] with values in [0,1] as an 8-bit greyscale PNG, atomically.</summary>
-    public static void SavePng(Tensor mask, string path)
+    /// <summary>Saves a mask [H,W], [1,H,W] or [1,1,H,W] with values in [0,1] as an 8-bit greyscale PNG, atomically, with optional text chunks.</summary>
+    public static void SavePng(Tensor mask, string path, IReadOnlyList<(string Keyword, string Text)>? text = null)
     {
         ArgumentNullException.ThrowIfNull(mask);
         bool ok = mask.dim() >= 2 && mask.dim() <= 4 && mask.shape.Take((int)mask.dim() - 2).All(d => d == 1);
@@ -192,7 +192,7 @@ public static class HeatmapMask
             bytes = u8.bytes.ToArray();
         }
         using var img = Image.LoadPixelData<L8>(bytes, w, h);
-        AtomicFile.Write(path, s => img.SaveAsPng(s));
+        Images.WritePng(img, path, text);
     }
 
     // [..., H, W] -> [N,1,H,W] floating (a view where possible), so per-plane filters apply to any layout.

@@ -33,8 +33,8 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly List<int> _active;
     int _skipped;
 
-    public const string FinalPeftName = "lora.safetensors";
-    public const string FinalKohyaName = "lora_kohya.safetensors";
+    public const string FinalPeftName = RunFolderLora.DiffusersName;
+    public const string FinalKohyaName = RunFolderLora.KohyaName;
     public const string LogName = "log.jsonl";
 
     /// <param name="reward">overrides the config's rewards (tests, custom rewards from code).</param>
@@ -289,8 +289,7 @@ public sealed class FocusNFixTrainer : IDisposable
                         throw new TrainingFailedException($"{RunDir}: LoRA weight '{name}' is not finite at the end of training; no LoRA was written");
             // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it.
             SaveCheckpoint(c.Train.Steps);
-            _lora.SavePeft(Path.Combine(RunDir, FinalPeftName));
-            _lora.SaveKohya(Path.Combine(RunDir, FinalKohyaName));
+            RunFolderLora.Write(RunDir, _lora, Config.Model);
         }
         return logs;
     }

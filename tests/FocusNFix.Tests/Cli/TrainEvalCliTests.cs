@@ -61,6 +61,9 @@ public class TrainEvalCliTests : IDisposable
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "report.json")));
         Assert.Equal(4, doc.RootElement.GetProperty("images").GetArrayLength());
         Assert.Contains("focus-n-fix", stdout);
+        var info = FocusNFix.Pipelines.GenerationInfo.FromPng(Path.Combine(outDir, "images/focus-n-fix/0_1001.png"));
+        Assert.Equal(("focus-n-fix", 1001L, 3), (info.Method, info.Seed, info.Steps));
+        Assert.EndsWith(FocusNFixTrainer.FinalPeftName, info.Lora);
     }
 
     [Fact]
@@ -81,7 +84,7 @@ public class TrainEvalCliTests : IDisposable
         var (code, stdout, stderr) = CliProcess.Run("heatmap", "--model", Golden.Case("pipeline_tiny_pixel"), "--heatmap", $"reward-model:{reward}",
             "--prompt", "a red circle", "--seed", "3", "--steps", "2", "--out", outDir);
         Assert.True(code == 0, stdout + stderr);
-        foreach (var f in new[] { "image.png", "heatmap.png", "overlay.png", "mask.png" })
+        foreach (var f in new[] { "0_3_image.png", "0_3_heatmap.png", "0_3_overlay.png", "0_3_mask.png" })
             Assert.True(File.Exists(Path.Combine(outDir, f)), f);
         (code, _, stderr) = CliProcess.Run("heatmap", "--model", Golden.Case("pipeline_tiny_pixel"), "--heatmap", "nonsense:x", "--prompt", "a");
         Assert.Equal(2, code);

@@ -21,7 +21,16 @@ public class LoraCliTests : IDisposable
             "--seed", "5", "--out", outDir }.Concat(extra).ToArray();
         var (code, stdout, stderr) = CliProcess.Run(args);
         var png = Path.Combine(outDir, "0_5.png");
-        return (code, stdout + stderr, File.Exists(png) ? File.ReadAllBytes(png) : null);
+        // Pixels, not file bytes: the PNG's generation metadata names the LoRA and its scale.
+        return (code, stdout + stderr, File.Exists(png) ? Pixels(png) : null);
+    }
+
+    static byte[] Pixels(string png)
+    {
+        using var img = SixLabors.ImageSharp.Image.Load<SixLabors.ImageSharp.PixelFormats.Rgb24>(png);
+        var bytes = new byte[img.Width * img.Height * 3];
+        img.CopyPixelDataTo(bytes);
+        return bytes;
     }
 
     [Fact]
