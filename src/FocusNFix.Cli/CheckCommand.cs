@@ -44,6 +44,7 @@ public static class CheckCommand
         double worst = report.Checks.Where(c => !double.IsNaN(c.MaxAbsError)).Select(c => c.MaxAbsError).DefaultIfEmpty(0).Max();
         int failed = report.Checks.Count(c => !c.Passed);
         Console.WriteLine($"{(report.Passed ? "PASS" : "FAIL")} {report.CaseDir} ({report.Kind}): {report.Checks.Count} tensors, {failed} failed, max abs error {worst:E2}");
+        foreach (var note in report.Notes ?? Array.Empty<string>()) Console.WriteLine($"note: {note}");
     }
 
     static string Fmt(double v) => double.IsNaN(v) ? "-" : v.ToString("E2");

@@ -29,11 +29,13 @@ public static class SampleCommand
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var threads = CommonOptions.Threads();
+        var sld = new SldCliOptions();
         var cmd = new Command("sample", "Generate images from prompts with a diffusers-format pipeline")
         {
             model, prompt, negative, seed, steps, guidance, scheduler, eta, batch, height, width, clipSkip, lora, loraScale, output, device, dtype, threads,
         };
         cmd.Options.Add(fromPng);
+        sld.AddTo(cmd);
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
@@ -49,7 +51,7 @@ public static class SampleCommand
                     throw new InvalidInputException($"{png}: the model folder '{modelDir}' recorded in the metadata does not exist; pass --model DIR");
                 settings = new Settings(modelDir, pr.GetResult(device) is { Implicit: false } ? pr.GetValue(device)! : info.Device, info.Dtype, info.Scheduler,
                     info.Lora, info.LoraScale, info.Steps, info.GuidanceScale, info.NegativePrompt, info.Eta, info.Height, info.Width, info.ClipSkip,
-                    new() { (info.PromptIndex, info.Prompt, info.Seed) });
+                    new() { (info.PromptIndex, info.Prompt, info.Seed) }, g => sld.Parse(pr, g));
             }
             else
             {
@@ -60,7 +62,7 @@ public static class SampleCommand
                 if (pr.GetValue(loraScale) is not null && pr.GetValue(lora) is null) throw new InvalidInputException("--lora-scale was given without --lora FILE");
                 settings = new Settings(modelDir, pr.GetValue(device)!, pr.GetValue(dtype)!, pr.GetValue(scheduler), pr.GetValue(lora), pr.GetValue(loraScale) ?? 1.0,
                     pr.GetValue(steps), pr.GetValue(guidance), pr.GetValue(negative), pr.GetValue(eta), pr.GetValue(height), pr.GetValue(width), pr.GetValue(clipSkip),
-                    prompts.SelectMany((p, i) => Enumerable.Range(0, perPrompt).Select(k => (i, p, pr.GetValue(seed) + k))).ToList());
+                    prompts.SelectMany((p, i) => Enumerable.Range(0, perPrompt).Select(k => (i, p, pr.GetValue(seed) + k))).ToList(), g => sld.Parse(pr, g));
             }
             var outDir = pr.GetValue(output)!;
             if (pr.GetValue(fromPng) is { } source)
@@ -76,7 +78,8 @@ public static class SampleCommand
     }
 
     sealed record Settings(string Model, string Device, string Dtype, string? Scheduler, string? Lora, double LoraScale, int? Steps, double? Guidance,
-        string? Negative, double Eta, int? Height, int? Width, int ClipSkip, List<(int Index, string Prompt, long Seed)> Jobs);
+        string? Negative, double Eta, int? Height, int? Width, int ClipSkip, List<(int Index, string Prompt, long Seed)> Jobs,
+        Func<double, SldOptions?> Safe);
 
     /// <summary>Samples every job and writes <c>&lt;out&gt;/&lt;prompt-index&gt;_&lt;seed&gt;.png</c> with its generation metadata.</summary>
     static List<string> Run(Settings st, string outDir)
@@ -85,6 +88,7 @@ public static class SampleCommand
         if (st.Scheduler is { } name) pipe.UseScheduler(name);
         if (st.Lora is { } loraPath) pipe.LoadLora(loraPath, st.LoraScale);
         var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(st.Steps, st.Guidance);
+        var safe = st.Safe(guidanceScale);
         Directory.CreateDirectory(outDir);
         return Progress.Run($"sampling {st.Jobs.Count} image(s)", report =>
         {
@@ -95,7 +99,7 @@ public static class SampleCommand
                 var options = new SampleOptions
                 {
                     Steps = stepCount, GuidanceScale = guidanceScale, NegativePrompt = st.Negative,
-                    Eta = st.Eta, Seeds = new[] { job.Seed }, Height = st.Height, Width = st.Width, ClipSkip = st.ClipSkip,
+                    Eta = st.Eta, Seeds = new[] { job.Seed }, Height = st.Height, Width = st.Width, ClipSkip = st.ClipSkip, Sld = safe,
                 };
                 int before = done;
                 using var result = pipe.Sample(new[] { job.Prompt }, options, progress: (d, _) => report(before + d, total),
@@ -110,5 +114,53 @@ public static class SampleCommand
             }
             return files;
         });
+    }
+}
+
+/// <summary>
+/// The Safe Latent Diffusion options of <c>fnf sample</c>: a concept, a preset (default medium, diffusers' default)
+/// and the five settings, each flag overriding the preset.
+/// </summary>
+sealed class SldCliOptions
+{
+    readonly Option<string?> _concept = new("--sld-concept") { Description = "Safe Latent Diffusion: steer away from this concept (a third guidance branch; needs --guidance above 1)" };
+    readonly Option<string?> _preset = new("--sld-preset") { Description = $"SLD preset: {string.Join("|", SldSettings.Presets.Keys)} (diffusers' SafetyConfig; default medium)" };
+    readonly Option<double?> _scale = new("--sld-guidance-scale") { Description = "SLD guidance scale (at most 1 turns SLD off)" };
+    readonly Option<int?> _warmup = new("--sld-warmup-steps") { Description = "Sampling steps before the safety guidance applies (its momentum builds up during them)" };
+    readonly Option<double?> _threshold = new("--sld-threshold") { Description = "Elements where cond - concept reaches this get no safety guidance" };
+    readonly Option<double?> _momentum = new("--sld-momentum-scale") { Description = "Weight of the safety momentum added to the safety guidance" };
+    readonly Option<double?> _beta = new("--sld-momentum-beta") { Description = "Share of the previous momentum kept at each step, in [0, 1]" };
+
+    static readonly Dictionary<string, string> Flags = new()
+    {
+        ["safety_concept"] = "--sld-concept", ["sld_guidance_scale"] = "--sld-guidance-scale", ["sld_warmup_steps"] = "--sld-warmup-steps",
+        ["sld_threshold"] = "--sld-threshold", ["sld_momentum_scale"] = "--sld-momentum-scale", ["sld_mom_beta"] = "--sld-momentum-beta",
+    };
+
+    public void AddTo(Command cmd)
+    {
+        foreach (var o in new Option[] { _concept, _preset, _scale, _warmup, _threshold, _momentum, _beta }) cmd.Options.Add(o);
+    }
+
+    /// <summary>The SLD options of the call, or null without --sld-concept.</summary>
+    public SldOptions? Parse(ParseResult pr, double guidanceScale)
+    {
+        var concept = pr.GetValue(_concept);
+        var given = new Option[] { _preset, _scale, _warmup, _threshold, _momentum, _beta }.Where(o => pr.GetResult(o) is not null).Select(o => o.Name).ToList();
+        if (concept is null)
+        {
+            if (given.Count > 0) throw new InvalidInputException($"{string.Join(", ", given)} given without --sld-concept TEXT");
+            return null;
+        }
+        if (guidanceScale <= 1.0)
+            throw new InvalidInputException($"--sld-concept needs classifier-free guidance: the guidance scale is {guidanceScale}; give --guidance above 1 (safe latent diffusion steers the guided prediction)");
+        var preset = pr.GetValue(_preset) is { } name
+            ? SldSettings.Presets.TryGetValue(name, out var p) ? p : throw new InvalidInputException($"--sld-preset '{name}': expected one of {string.Join(", ", SldSettings.Presets.Keys)}")
+            : SldSettings.Medium;
+        var settings = new SldSettings(pr.GetValue(_scale) ?? preset.GuidanceScale, pr.GetValue(_warmup) ?? preset.WarmupSteps,
+            pr.GetValue(_threshold) ?? preset.Threshold, pr.GetValue(_momentum) ?? preset.MomentumScale, pr.GetValue(_beta) ?? preset.MomentumBeta);
+        var options = new SldOptions(concept, settings);
+        options.Validate(key => Flags[key]);
+        return options;
     }
 }

@@ -8,7 +8,7 @@ namespace FocusNFix.Conformance;
 public sealed record TensorCheck(string Name, double MaxAbsError, double MaxRelError, double Atol, double Rtol, bool Passed, string? Problem = null);
 
 /// <summary>The result of checking one case folder.</summary>
-public sealed record CaseReport(string CaseDir, string Kind, IReadOnlyList<TensorCheck> Checks)
+public sealed record CaseReport(string CaseDir, string Kind, IReadOnlyList<TensorCheck> Checks, IReadOnlyList<string>? Notes = null)
 {
     public bool Passed => Checks.Count > 0 && Checks.All(c => c.Passed);
 }
@@ -16,14 +16,14 @@ public sealed record CaseReport(string CaseDir, string Kind, IReadOnlyList<Tenso
 /// <summary>
 /// Runs a component on a golden case's inputs and compares every reference output
 /// (the conformance check behind <c>fnf check</c>). Kinds: unet, vae, clip_text, clip_vision, safety,
-/// scheduler, tokenizer, lora, sd_pipeline(_run), pixel_pipeline(_run), onnx, torchscript.
+/// scheduler, tokenizer, lora, sd_pipeline(_run), pixel_pipeline(_run), sld_pipeline_run, onnx, torchscript.
 /// </summary>
 public static class ConformanceCheck
 {
     public static readonly string[] Kinds =
     {
         "unet", "vae", "clip_text", "clip_vision", "safety", "scheduler", "tokenizer", "lora",
-        "sd_pipeline", "sd_pipeline_run", "pixel_pipeline", "pixel_pipeline_run", "onnx", "torchscript",
+        "sd_pipeline", "sd_pipeline_run", "pixel_pipeline", "pixel_pipeline_run", "sld_pipeline_run", "onnx", "torchscript",
     };
 
     /// <summary>
@@ -45,6 +45,7 @@ public static class ConformanceCheck
             var pipe = spec.String("pipeline");
             if (pipe != null)
             {
+                if (spec.Has("safety_concept")) return "sld_pipeline_run";
                 var idx = Path.Combine(caseDir, pipe, "model_index.json");
                 if (File.Exists(idx) && JsonConfig.Load(idx).String("_class_name") == Pipelines.PipelineFolder.PixelClass) return "pixel_pipeline_run";
                 return "sd_pipeline_run";
@@ -84,14 +85,14 @@ public static class ConformanceCheck
         "unet" or "vae" or "lora" => (1e-4, 1e-4),
         "clip_text" or "clip_vision" or "safety" or "onnx" or "torchscript" or "scheduler" => (1e-5, 0),
         "tokenizer" => (0, 0),
-        "sd_pipeline_run" or "pixel_pipeline_run" => PipelineTolerance(kind, name),
+        "sd_pipeline_run" or "pixel_pipeline_run" or "sld_pipeline_run" => PipelineTolerance(kind, name),
         _ => (1e-4, 1e-4),
     };
 
     static (double, double) PipelineTolerance(string kind, string name)
     {
         if (name.EndsWith("input_ids")) return (0, 0);
-        if (name.EndsWith("prompt_embeds")) return (1e-5, 0);
+        if (name.EndsWith("_embeds")) return (1e-5, 0); // prompt, negative prompt and SLD safety concept: the text encoder alone
         if (name.EndsWith("image_uint8")) return (1, 0); // may differ by 1 next to a .5 rounding boundary
         if (name.EndsWith(".image_raw") || name.EndsWith(".image")) return (kind == "pixel_pipeline_run" ? 5e-4 : 1e-4, 0);
         if (name.EndsWith("timesteps") || name.EndsWith("init_noise_sigma") || name.EndsWith(".timestep")) return (1e-5, 0);
@@ -122,7 +123,7 @@ public static class ConformanceCheck
             checks.Add(Compare(name, exp, act, at, rt));
         }
         foreach (var t in result.Expected.Values.Concat(result.Actual.Values)) t.Dispose();
-        return new CaseReport(caseDir, kind, checks);
+        return new CaseReport(caseDir, kind, checks, result.Notes);
     }
 
     public static CaseTensors Run(string caseDir, string kind) => kind switch
@@ -135,7 +136,7 @@ public static class ConformanceCheck
         "scheduler" => SchedulerCase.Run(caseDir),
         "tokenizer" => TokenizerCase.Run(caseDir),
         "lora" => LoraCase.Run(caseDir),
-        "sd_pipeline_run" or "pixel_pipeline_run" => PipelineRunCase.Run(caseDir),
+        "sd_pipeline_run" or "pixel_pipeline_run" or "sld_pipeline_run" => PipelineRunCase.Run(caseDir, safeLatentDiffusion: kind == "sld_pipeline_run"),
         "onnx" or "torchscript" => HeatmapCase.Run(caseDir),
         _ => throw new InvalidInputException($"{caseDir}: unknown case kind '{kind}' (expected one of {string.Join(", ", Kinds)})"),
     };

@@ -23,6 +23,11 @@ public sealed class SampleOptions
     public Tensor? Latents { get; set; }
     /// <summary>diffusers' clip_skip: 0 uses the last hidden state.</summary>
     public int ClipSkip { get; set; }
+    /// <summary>
+    /// Safe Latent Diffusion (diffusers' StableDiffusionPipelineSafe): a third guidance branch that steers away from a
+    /// concept. Needs classifier-free guidance (GuidanceScale above 1); null = plain sampling.
+    /// </summary>
+    public SldOptions? Sld { get; set; }
 }
 
 /// <summary>The tensors of one denoising step, for conformance checks and debugging.</summary>

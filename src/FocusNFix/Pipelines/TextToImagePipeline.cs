@@ -137,13 +137,17 @@ public sealed class TextToImagePipeline : IDisposable
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         bool cfg = options.GuidanceScale > 1.0;
+        using var safety = ResolveSafeGuidance(options, cfg, warn);
         var cond = EncodePrompts(prompts, options.ClipSkip, warn);
         Tensor ehs = cond;
         if (cfg)
         {
             var uncond = EncodePrompts(Enumerable.Repeat(options.NegativePrompt ?? "", batch).ToList(), options.ClipSkip, warn);
-            ehs = cat(new[] { uncond, cond }, 0);
+            // As diffusers: the concept is encoded once and repeated for each image, the third block of the batch.
+            ehs = safety is null ? cat(new[] { uncond, cond }, 0)
+                : cat(new[] { uncond, cond, EncodePrompts(new[] { options.Sld!.Concept }, options.ClipSkip, warn).repeat(batch, 1, 1) }, 0);
         }
+        int branches = !cfg ? 1 : safety is null ? 2 : 3;
 
         var seeds = options.Seeds ?? Enumerable.Range(0, batch).Select(i => (long)i).ToList();
         if (options.Latents is null && seeds.Count != batch)
@@ -167,19 +171,16 @@ public sealed class TextToImagePipeline : IDisposable
         {
             var timesteps = Scheduler.Timesteps;
             int total = (int)timesteps.shape[0];
+            if (safety is not null && options.Sld!.Settings.WarmupSteps >= total)
+                warn?.Invoke($"SLD warm-up {options.Sld.Settings.WarmupSteps} steps >= the {total} sampling steps: the safety guidance never applies");
             for (int i = 0; i < total; i++)
             {
                 using var stepScope = NewDisposeScope();
                 var t = timesteps[i];
-                var xin = cfg ? cat(new[] { x, x }, 0) : x;
+                var xin = branches == 1 ? x : cat(Enumerable.Repeat(x, branches).ToArray(), 0);
                 xin = Scheduler.ScaleModelInput(xin, t);
                 var unetOut = Unet.forward(xin.to(DType), t.to(Device), ehs).to(ScalarType.Float32);
-                Tensor noisePred = unetOut;
-                if (cfg)
-                {
-                    var chunks = unetOut.chunk(2, 0);
-                    noisePred = chunks[0] + options.GuidanceScale * (chunks[1] - chunks[0]);
-                }
+                var noisePred = CombineGuidance(unetOut, options.GuidanceScale, safety, i);
                 Tensor? stepNoise = null;
                 if (options.Latents is null)
                     stepNoise = cat(generators.Select(g => randn(new long[] { 1, LatentChannels, lh, lw }, generator: g)).ToList(), 0).to(Device);
@@ -196,6 +197,35 @@ public sealed class TextToImagePipeline : IDisposable
         {
             foreach (var g in generators) g.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The model's outputs for the guidance branches to the noise prediction: without guidance the output itself;
+    /// with classifier-free guidance (batch uncond | cond) uncond + g * (cond - uncond); with Safe Latent Diffusion
+    /// (batch uncond | cond | safety concept) the same with the guidance direction of <see cref="SafeGuidance"/>.
+    /// </summary>
+    static Tensor CombineGuidance(Tensor unetOut, double guidanceScale, SafeGuidance? safety, int step)
+    {
+        if (guidanceScale <= 1.0) return unetOut;
+        if (safety is null)
+        {
+            var chunks = unetOut.chunk(2, 0);
+            return chunks[0] + guidanceScale * (chunks[1] - chunks[0]);
+        }
+        var b = unetOut.chunk(3, 0);
+        return b[0] + guidanceScale * safety.Direction(b[0], b[1], b[2], step);
+    }
+
+    /// <summary>The SLD state of a call, or null without SLD (no concept, or an SLD guidance scale of at most 1 as diffusers).</summary>
+    static SafeGuidance? ResolveSafeGuidance(SampleOptions options, bool cfg, Action<string>? warn)
+    {
+        if (options.Sld is not { } sld) return null;
+        sld.Validate();
+        if (!cfg)
+            throw new InvalidInputException($"safe latent diffusion (concept '{sld.Concept}') needs classifier-free guidance: guidance scale {options.GuidanceScale} must be above 1");
+        if (sld.Settings.Enabled) return new SafeGuidance(sld.Settings);
+        warn?.Invoke($"SLD guidance scale {sld.Settings.GuidanceScale} <= 1 turns safe latent diffusion off (as diffusers): sampling without the safety concept");
+        return null;
     }
 
     /// <summary>Final latents to images in [0,1]: VAE decode of latents / scaling_factor, or the pixels themselves.</summary>
