@@ -25,6 +25,14 @@ public static class NativeThreading
 
     static bool _applied;
 
+    /// <summary>Sets a native environment variable unless it is already set (before libtorch loads).</summary>
+    public static void SetDefault(string name, string value)
+    {
+        if (Environment.GetEnvironmentVariable(name) is not null) return;
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()) SetEnv(name, value, 0);
+        Environment.SetEnvironmentVariable(name, value);
+    }
+
     /// <summary>Applies <see cref="Defaults"/> (idempotent). Must run before libtorch is loaded to take effect.</summary>
     public static void Apply()
     {

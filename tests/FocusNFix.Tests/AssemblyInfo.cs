@@ -13,7 +13,13 @@ namespace FocusNFix.Tests
         // Tests may call torch before touching a FocusNFix type; apply the library's native thread settings first.
 #pragma warning disable CA2255
         [System.Runtime.CompilerServices.ModuleInitializer]
-        internal static void Init() => NativeThreading.Apply();
+        internal static void Init()
+        {
+            // The suite still saw random NaN gradients with MKL single-threaded when run whole on a loaded machine;
+            // one OpenMP thread by default keeps CI reproducible (issue 10 stays open on the root cause).
+            NativeThreading.SetDefault("OMP_NUM_THREADS", "1");
+            NativeThreading.Apply();
+        }
 #pragma warning restore CA2255
     }
 }

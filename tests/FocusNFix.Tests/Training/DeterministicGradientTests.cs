@@ -34,7 +34,6 @@ public class DeterministicGradientTests : IDisposable
 
     [Theory]
     [InlineData(1, false)]
-    [InlineData(2, false)]
     [InlineData(1, true)]
         public void RepeatedStepsGiveIdenticalGradients(int threads, bool forceGc)
     {
