@@ -38,13 +38,7 @@ public static class NativeThreading
     {
         if (_applied) return;
         _applied = true;
-        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
-        foreach (var (name, value) in Defaults)
-            if (Environment.GetEnvironmentVariable(name) is null)
-            {
-                SetEnv(name, value, 0);
-                Environment.SetEnvironmentVariable(name, value);
-            }
+        foreach (var (name, value) in Defaults) SetDefault(name, value);
     }
 
 #pragma warning disable CA2255 // a module initializer is the one place guaranteed to run before any torch call made through this library

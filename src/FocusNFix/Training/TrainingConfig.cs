@@ -115,13 +115,11 @@ public sealed class TrainingConfig
         Mask.Validate();
     }
 
-    public static readonly string[] HeatmapTypes = { "reward-model", "saliency", "onnx", "torchscript", "mask-folder", "boxes" };
-
     // The heatmap path's default depends on its type: a fixed default once made a saliency config silently score the
     // ShapesWorld hazard model instead of the configured reward.
     void ResolveHeatmapPath(Action<string, object?, string> fail)
     {
-        if (!HeatmapTypes.Contains(Heatmap.Type)) fail("heatmap.type", Heatmap.Type, string.Join(", ", HeatmapTypes));
+        if (!FocusNFix.Rewards.RewardFactory.HeatmapTypes.Contains(Heatmap.Type)) fail("heatmap.type", Heatmap.Type, string.Join(", ", FocusNFix.Rewards.RewardFactory.HeatmapTypes));
         if (Heatmap.Path is not null) return;
         switch (Heatmap.Type)
         {
