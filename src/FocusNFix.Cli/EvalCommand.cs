@@ -60,7 +60,7 @@ public static class EvalCommand
                 Loras = pr.GetValue(loras)!.Select(ParsePair).ToList(),
                 TrainingLogs = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path),
                 Steps = stepCount, GuidanceScale = guidanceScale,
-                Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, World = w,
+                Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, Oracle = w is null ? null : w.OracleFigures,
                 // The masks a training run builds by default (no per-image normalisation, which would give every clean
                 // image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
                 Mask = new TrainingConfig().Mask,

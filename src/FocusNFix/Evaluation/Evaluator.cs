@@ -3,7 +3,6 @@ using FocusNFix.Lora;
 using FocusNFix.Masks;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
-using FocusNFix.World;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Evaluation;
@@ -28,8 +27,11 @@ public sealed class EvalSetup
     /// <summary>The problem-region heatmap of the base image, whose mask splits preservation into inside/outside.</summary>
     public required HeatmapFunction Heatmap { get; init; }
     public MaskOptions Mask { get; init; } = new();
-    /// <summary>The world whose oracle judges the images, when there is one (ShapesWorld).</summary>
-    public ShapesWorld? World { get; init; }
+    /// <summary>
+    /// Exact per-image figures from a world that knows the truth (the ShapesWorld oracle's <c>OracleFigures</c>),
+    /// reported beside the rewards; null when there is none. Named figures, NaN where a figure does not apply.
+    /// </summary>
+    public Func<Tensor, string, IReadOnlyDictionary<string, double>>? Oracle { get; init; }
     /// <summary>How many (prompt, seed) pairs get a row of pictures in the report.</summary>
     public int PictureRows { get; init; } = 16;
     public int BatchSize { get; init; } = 32;
@@ -150,15 +152,10 @@ public static class Evaluator
                 for (int k = 0; k < n; k++) rows[start + k][name] = v[k];
             }
         }
-        if (s.World is { } world)
+        if (s.Oracle is { } oracle)
             for (int k = 0; k < jobs.Count; k++)
-            {
-                var report = world.Oracle.Judge(images[k], jobs[k].Prompt);
-                rows[k]["oracle_hazard"] = report.Hazard.Present ? 1 : 0;
-                rows[k]["oracle_glitch"] = report.Glitch.Present ? 1 : 0;
-                rows[k]["oracle_colour_in_place"] = report.Objects.Count == 0 ? double.NaN : report.Objects.Count(o => o.ColourPresent) / (double)report.Objects.Count;
-                rows[k]["oracle_all_objects_correct"] = report.AllObjectsCorrect ? 1 : 0;
-            }
+                foreach (var (name, value) in oracle(images[k], jobs[k].Prompt))
+                    rows[k][name] = value;
         if (!isBase)
         {
             var inv = 1 - baseMasks;

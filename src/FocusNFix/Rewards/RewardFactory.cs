@@ -1,5 +1,4 @@
 using FocusNFix.Training;
-using FocusNFix.World;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Rewards;
@@ -13,9 +12,19 @@ public static class RewardFactory
     public static readonly string[] RewardTypes = { "region-reward-model", "safety-checker", "aesthetic", "clip-score", "pick-score" };
     public static readonly string[] HeatmapTypes = { "reward-model", "saliency", "onnx", "torchscript", "mask-folder", "boxes" };
 
+    /// <summary>
+    /// Loads a region reward model folder (a reward that is also a heatmap source). The region reward model lives
+    /// with the ShapesWorld models that are trained for it and registers itself here when the library loads, so the
+    /// core does not depend on ShapesWorld.
+    /// </summary>
+    public static Func<string, IReward>? RegionRewardLoader { get; set; }
+
+    static IReward LoadRegionReward(string path) =>
+        (RegionRewardLoader ?? throw new InvalidOperationException("no region reward model loader is registered")).Invoke(path);
+
     public static IReward CreateReward(RewardSpec spec) => spec.Type switch
     {
-        "region-reward-model" => RegionRewardModel.FromPretrained(spec.Path),
+        "region-reward-model" => LoadRegionReward(spec.Path),
         "safety-checker" => SafetyReward.FromPretrained(spec.Path),
         "aesthetic" => AestheticReward.FromPretrained(spec.Path, spec.Extra ?? throw new InvalidInputException("reward 'aesthetic' needs extra = the MLP .safetensors file")),
         "clip-score" => ClipScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
@@ -37,7 +46,8 @@ public static class RewardFactory
         switch (spec.Type)
         {
             case "reward-model":
-                var model = RegionRewardModel.FromPretrained(NeedPath());
+                var model = LoadRegionReward(NeedPath()) as IHeatmapSource
+                    ?? throw new InvalidOperationException("the registered region reward model loader returned a reward without a heatmap");
                 return (images, prompts, _) => model.Heatmap(images, prompts);
             case "onnx":
                 var onnx = new OnnxHeatmapSource(NeedPath());

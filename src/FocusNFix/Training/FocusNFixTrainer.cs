@@ -110,6 +110,12 @@ public sealed class FocusNFixTrainer : IDisposable
 
     static SampleOptions SamplingOptions(TrainingConfig c) => new() { Steps = c.Sampling.Steps!.Value, GuidanceScale = c.Sampling.GuidanceScale!.Value, Eta = c.Sampling.Eta };
 
+    /// <summary>
+    /// The prompts of a world split for a model folder (modelDir, split), used when a config names no prompt file.
+    /// ShapesWorld registers itself here when the library loads; the trainer does not depend on it.
+    /// </summary>
+    public static Func<string, string, IReadOnlyList<string>>? WorldPromptSource { get; set; }
+
     /// <summary>The training pool: prompts (file or world split) x seeds 0..N-1.</summary>
     public static List<PoolEntry> BuildPool(TrainingConfig c)
     {
@@ -121,8 +127,8 @@ public sealed class FocusNFixTrainer : IDisposable
         }
         else
         {
-            var world = World.ShapesWorld.Load(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(c.Model).TrimEnd('/'))!, World.WorldSpec.FileName));
-            prompts = World.PromptSplits.Prompts(world.Spec, World.PromptSplits.ParseSplit(c.Prompts.WorldSplit));
+            prompts = (WorldPromptSource ?? throw new InvalidInputException("prompts.file is required: no world supplies prompt splits"))
+                .Invoke(c.Model, c.Prompts.WorldSplit);
         }
         if (c.Prompts.Limit is int n) prompts = prompts.Take(n).ToList();
         if (prompts.Count == 0) throw new InvalidInputException("the prompt pool is empty");

@@ -80,7 +80,7 @@ public sealed class DemoPlan
             },
             Heatmap = (im, p, _) => target.Heatmap(im, p),
             Mask = TrainingConfig("focus-n-fix").Mask,
-            World = world,
+            Oracle = world.OracleFigures,
             TrainingLogs = logs,
             Title = $"ShapesWorld demo: fixing the {Defect} defect",
         };

@@ -40,4 +40,17 @@ public sealed class ShapesWorld
 
     public OracleReport Judge(byte[] rgb, string prompt) => Oracle.Judge(rgb, prompt);
     public OracleReport Judge(float[] chw, string prompt) => Oracle.Judge(chw, prompt);
+
+    /// <summary>The oracle's figures for one image [3,H,W] in [0,1], as the evaluator reports them (its <c>Oracle</c>).</summary>
+    public IReadOnlyDictionary<string, double> OracleFigures(TorchSharp.torch.Tensor image, string prompt)
+    {
+        var report = Oracle.Judge(image, prompt);
+        return new Dictionary<string, double>
+        {
+            ["oracle_hazard"] = report.Hazard.Present ? 1 : 0,
+            ["oracle_glitch"] = report.Glitch.Present ? 1 : 0,
+            ["oracle_colour_in_place"] = report.Objects.Count == 0 ? double.NaN : report.Objects.Count(o => o.ColourPresent) / (double)report.Objects.Count,
+            ["oracle_all_objects_correct"] = report.AllObjectsCorrect ? 1 : 0,
+        };
+    }
 }
