@@ -43,7 +43,7 @@ public static class SampleCommand
             if (pr.GetValue(fromPng) is { } png)
             {
                 var taken = new Option[] { prompt, negative, seed, steps, guidance, scheduler, eta, batch, height, width, clipSkip, lora, loraScale, dtype }
-                    .Where(o => pr.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
+                    .Concat(sld.All).Where(o => pr.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
                 if (taken.Count > 0) throw new InvalidInputException($"--from-png {png} takes the generation settings from the file; drop {string.Join(", ", taken)} (only --model, --device, --out and --threads may be given)");
                 var info = GenerationInfo.FromPng(png);
                 var modelDir = pr.GetValue(model) ?? info.Model;
@@ -51,7 +51,7 @@ public static class SampleCommand
                     throw new InvalidInputException($"{png}: the model folder '{modelDir}' recorded in the metadata does not exist; pass --model DIR");
                 settings = new Settings(modelDir, pr.GetResult(device) is { Implicit: false } ? pr.GetValue(device)! : info.Device, info.Dtype, info.Scheduler,
                     info.Lora, info.LoraScale, info.Steps, info.GuidanceScale, info.NegativePrompt, info.Eta, info.Height, info.Width, info.ClipSkip,
-                    new() { (info.PromptIndex, info.Prompt, info.Seed) }, g => sld.Parse(pr, g));
+                    new() { (info.PromptIndex, info.Prompt, info.Seed) }, _ => info.Sld);
             }
             else
             {
@@ -137,16 +137,19 @@ sealed class SldCliOptions
         ["sld_threshold"] = "--sld-threshold", ["sld_momentum_scale"] = "--sld-momentum-scale", ["sld_mom_beta"] = "--sld-momentum-beta",
     };
 
+    /// <summary>Every SLD option, concept first.</summary>
+    public IReadOnlyList<Option> All => new Option[] { _concept, _preset, _scale, _warmup, _threshold, _momentum, _beta };
+
     public void AddTo(Command cmd)
     {
-        foreach (var o in new Option[] { _concept, _preset, _scale, _warmup, _threshold, _momentum, _beta }) cmd.Options.Add(o);
+        foreach (var o in All) cmd.Options.Add(o);
     }
 
     /// <summary>The SLD options of the call, or null without --sld-concept.</summary>
     public SldOptions? Parse(ParseResult pr, double guidanceScale)
     {
         var concept = pr.GetValue(_concept);
-        var given = new Option[] { _preset, _scale, _warmup, _threshold, _momentum, _beta }.Where(o => pr.GetResult(o) is not null).Select(o => o.Name).ToList();
+        var given = All.Skip(1).Where(o => pr.GetResult(o) is not null).Select(o => o.Name).ToList();
         if (concept is null)
         {
             if (given.Count > 0) throw new InvalidInputException($"{string.Join(", ", given)} given without --sld-concept TEXT");
@@ -154,9 +157,7 @@ sealed class SldCliOptions
         }
         if (guidanceScale <= 1.0)
             throw new InvalidInputException($"--sld-concept needs classifier-free guidance: the guidance scale is {guidanceScale}; give --guidance above 1 (safe latent diffusion steers the guided prediction)");
-        var preset = pr.GetValue(_preset) is { } name
-            ? SldSettings.Presets.TryGetValue(name, out var p) ? p : throw new InvalidInputException($"--sld-preset '{name}': expected one of {string.Join(", ", SldSettings.Presets.Keys)}")
-            : SldSettings.Medium;
+        var preset = pr.GetValue(_preset) is { } name ? SldSettings.Preset(name, "--sld-preset") : SldSettings.Medium;
         var settings = new SldSettings(pr.GetValue(_scale) ?? preset.GuidanceScale, pr.GetValue(_warmup) ?? preset.WarmupSteps,
             pr.GetValue(_threshold) ?? preset.Threshold, pr.GetValue(_momentum) ?? preset.MomentumScale, pr.GetValue(_beta) ?? preset.MomentumBeta);
         var options = new SldOptions(concept, settings);

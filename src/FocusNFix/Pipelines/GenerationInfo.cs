@@ -44,6 +44,8 @@ public sealed record GenerationInfo
     public string Image { get; init; } = "sample";
     /// <summary>The evaluated method (base, focus-n-fix, ...) for fnf eval / demo images.</summary>
     public string? Method { get; init; }
+    /// <summary>Safe Latent Diffusion's concept and settings, or null when the image was sampled without it.</summary>
+    public SldOptions? Sld { get; init; }
 
     /// <summary>The fields of one image sampled by <paramref name="pipe"/> with <paramref name="options"/> and one seed.</summary>
     public static GenerationInfo Of(TextToImagePipeline pipe, string prompt, int promptIndex, long seed, SampleOptions options,
@@ -53,7 +55,7 @@ public sealed record GenerationInfo
         Steps = options.Steps, GuidanceScale = options.GuidanceScale, Scheduler = scheduler, SchedulerClass = pipe.Scheduler.ClassName,
         Eta = options.Eta, ClipSkip = options.ClipSkip, Height = height, Width = width,
         Model = System.IO.Path.GetFullPath(pipe.Folder.Path), Lora = lora is null ? null : System.IO.Path.GetFullPath(lora), LoraScale = loraScale,
-        Dtype = pipe.DType.ToString().ToLowerInvariant(), Device = pipe.Device.ToString(), Method = method,
+        Dtype = pipe.DType.ToString().ToLowerInvariant(), Device = pipe.Device.ToString(), Method = method, Sld = options.Sld,
         UseKarras = pipe.Scheduler is DpmSolverMultistepScheduler { UseKarrasSigmas: true },
     };
 
@@ -83,6 +85,12 @@ public sealed record GenerationInfo
         if (Lora is not null) { p.Add(("Lora", Name(Lora))); p.Add(("Lora scale", Num(LoraScale))); }
         if (Image != "sample") p.Add(("Image", Image));
         if (Method is not null) p.Add(("Method", Method));
+        if (Sld is { } sld)
+        {
+            var g = sld.Settings;
+            p.Add(("SLD concept", sld.Concept));
+            p.Add(("SLD", $"scale {Num(g.GuidanceScale)} warmup {Num(g.WarmupSteps)} threshold {Num(g.Threshold)} momentum {Num(g.MomentumScale)} beta {Num(g.MomentumBeta)}"));
+        }
         sb.Append('\n').Append(string.Join(", ", p.Select(kv => $"{kv.Key}: {Quote(kv.Value)}")));
         return sb.ToString();
     }
@@ -115,6 +123,12 @@ public sealed record GenerationInfo
             ["steps"] = Steps, ["guidance_scale"] = GuidanceScale, ["scheduler"] = Scheduler, ["scheduler_class"] = SchedulerClass,
             ["eta"] = Eta, ["clip_skip"] = ClipSkip, ["height"] = Height, ["width"] = Width, ["model"] = Model,
             ["lora"] = Lora, ["lora_scale"] = LoraScale, ["dtype"] = Dtype, ["device"] = Device,
+            // diffusers' StableDiffusionPipelineSafe argument names.
+            ["sld"] = Sld is not { } sld ? null : new JsonObject
+            {
+                ["safety_concept"] = sld.Concept, ["sld_guidance_scale"] = sld.Settings.GuidanceScale, ["sld_warmup_steps"] = sld.Settings.WarmupSteps,
+                ["sld_threshold"] = sld.Settings.Threshold, ["sld_momentum_scale"] = sld.Settings.MomentumScale, ["sld_mom_beta"] = sld.Settings.MomentumBeta,
+            },
         };
         return o.ToJsonString(Relaxed);
     }
@@ -147,6 +161,20 @@ public sealed record GenerationInfo
             Model = Get<string>("model", "a pipeline folder path"), Lora = Get<string?>("lora", "a LoRA path or null", nullable: true),
             LoraScale = Get<double>("lora_scale", "a number"), Dtype = Get<string>("dtype", "a dtype name"), Device = Get<string>("device", "a device name"),
         };
+        // Optional: images written before SLD was recorded have no 'sld' and were sampled without it.
+        if (o["sld"] is JsonObject sldObj)
+        {
+            var sldSource = $"{source}: '{JsonKeyword}' metadata 'sld'";
+            T Sld<T>(string key, string expected) => sldObj[key] is JsonValue v && v.TryGetValue<T>(out var value) ? value
+                : throw new InvalidInputException($"{sldSource} has no valid '{key}', expected {expected}");
+            var sld = new SldOptions(Sld<string>("safety_concept", "a string"), new SldSettings(Sld<double>("sld_guidance_scale", "a number"),
+                Sld<int>("sld_warmup_steps", "an integer"), Sld<double>("sld_threshold", "a number"), Sld<double>("sld_momentum_scale", "a number"),
+                Sld<double>("sld_mom_beta", "a number")));
+            sld.Validate(key => $"{sldSource} '{key}'");
+            info = info with { Sld = sld };
+        }
+        else if (o["sld"] is not null)
+            throw new InvalidInputException($"{source}: '{JsonKeyword}' metadata 'sld' is {o["sld"]!.ToJsonString()}, expected an object or null");
         if (info.Scheduler is { } s && !SchedulerFactory.Names.Contains(s))
             throw new InvalidInputException($"{source}: '{JsonKeyword}' metadata 'scheduler' = '{s}', expected one of {string.Join(", ", SchedulerFactory.Names)} or null");
         return info;

@@ -20,8 +20,9 @@ public sealed record SldSettings(double GuidanceScale, int WarmupSteps, double T
         ["weak"] = Weak, ["medium"] = Medium, ["strong"] = Strong, ["max"] = Max,
     };
 
-    public static SldSettings Preset(string name) => Presets.TryGetValue(name, out var s) ? s
-        : throw new InvalidInputException($"SLD preset '{name}': expected one of {string.Join(", ", Presets.Keys)}");
+    /// <param name="label">How the error names the setting (e.g. the CLI flag).</param>
+    public static SldSettings Preset(string name, string label = "SLD preset") => Presets.TryGetValue(name, out var s) ? s
+        : throw new InvalidInputException($"{label} '{name}': expected one of {string.Join(", ", Presets.Keys)}");
 
     /// <summary>As diffusers: safety guidance runs only when the SLD guidance scale is above 1; at or below 1 SLD is off.</summary>
     public bool Enabled => GuidanceScale > 1.0;

@@ -50,6 +50,29 @@ public class ImageMetadataCliTests : IDisposable
     }
 
     [Fact]
+    public void FromPngRecreatesASafeLatentDiffusionImage()
+    {
+        var model = Golden.Case("pipeline_tiny_sd15");
+        var first = Path.Combine(_tmp, "sld");
+        var (code, stdout, stderr) = CliProcess.Run("sample", "--model", model, "--prompt", "a red circle", "--seed", "3", "--steps", "3",
+            "--guidance", "5", "--sld-concept", "green triangle", "--sld-preset", "max", "--sld-momentum-beta", "0.5", "--out", first);
+        Assert.True(code == 0, stdout + stderr);
+        var original = Path.Combine(first, "0_3.png");
+        var info = GenerationInfo.FromPng(original);
+        Assert.Equal(new SldOptions("green triangle", SldSettings.Max with { MomentumBeta = 0.5 }), info.Sld);
+        Assert.Contains("SLD concept: green triangle", Images.ReadPngText(original)[GenerationInfo.ParametersKeyword]);
+
+        // Without its SLD settings the re-created image would differ: the safety branch must come back too.
+        var again = Path.Combine(_tmp, "sld-again");
+        (code, stdout, stderr) = CliProcess.Run("sample", "--from-png", original, "--out", again);
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Equal(File.ReadAllBytes(original), File.ReadAllBytes(Path.Combine(again, "0_3.png")));
+        (code, _, stderr) = CliProcess.Run("sample", "--from-png", original, "--sld-preset", "weak", "--out", Path.Combine(_tmp, "x"));
+        Assert.Equal(2, code);
+        Assert.Contains("--sld-preset", stderr);
+    }
+
+    [Fact]
     public void HeatmapNamesFilesLikeTheOtherCommandsAndRefusesToOverwrite()
     {
         // A mask-folder heatmap: no random model, so this test never touches torch's global generator.

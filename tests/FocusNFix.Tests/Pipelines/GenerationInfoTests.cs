@@ -37,6 +37,8 @@ public class GenerationInfoTests : IDisposable
         Assert.Equal(info, GenerationInfo.FromJson(info.ToJson(), "x.png"));
         var nulls = info with { Lora = null, Scheduler = null, Method = null, Prompt = "ünïcödé \"quoted\"\nline" };
         Assert.Equal(nulls, GenerationInfo.FromJson(nulls.ToJson(), "x.png"));
+        var safe = info with { Sld = new SldOptions("green triangle", SldSettings.Strong) };
+        Assert.Equal(safe, GenerationInfo.FromJson(safe.ToJson(), "x.png"));
     }
 
     [Fact]
