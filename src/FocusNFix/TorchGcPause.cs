@@ -7,11 +7,12 @@ namespace FocusNFix;
 /// <para>
 /// Why: TorchSharp 0.107 passes the native handle of an implicitly converted <c>Scalar</c> (every <c>tensor * 0.5</c>)
 /// and of a tensor not owned by a dispose scope to libtorch without keeping the .NET object alive. If a collection
-/// runs during that native call (triggered by any thread, the finalizer thread included), the object is found dead
-/// and its finalizer frees the native value while libtorch still reads it. Identical training steps then returned NaN
-/// or different gradients at random (issue 10). Inside a pause no collection can run, so nothing in flight is freed;
-/// the garbage is collected at the start of the next pause, when this thread is in managed code and nothing of its
-/// own is in flight.
+/// runs during that native call (triggered by another thread), the object is found dead and its finalizer frees the
+/// native value while libtorch still reads it: seen as "Unknown scalar type" and a failed Scalar.toFloat check inside
+/// at::mul(Tensor, Scalar) when test classes ran in parallel (issue 10). Inside a pause no collection can run, so
+/// nothing in flight is freed; the garbage is collected at the start of the next pause, when this thread is in managed
+/// code and nothing of its own is in flight. (The random NaN gradients of issue 10 are a different problem; see
+/// <see cref="NativeSettings"/>.)
 /// </para>
 /// Nested pauses are no-ops. If a unit allocates more managed memory than the budget, the runtime ends the pause
 /// early (collections resume); the budget is far above what a step allocates (a few MB of wrappers).
@@ -31,6 +32,8 @@ public sealed class TorchGcPause : IDisposable
         GC.WaitForPendingFinalizers();
         try { _started = GC.TryStartNoGCRegion(Budget); }
         catch (InvalidOperationException) { _started = false; }
+        // The region's own collection may have queued finalizers: let them finish before the unit starts.
+        GC.WaitForPendingFinalizers();
     }
 
     /// <summary>Starts a pause (or joins the one in progress); dispose it when the unit of work ends.</summary>

@@ -10,15 +10,15 @@ namespace FocusNFix.Tests
 {
     static class TestModuleSetup
     {
-        // Tests may call torch before touching a FocusNFix type; apply the library's native thread settings first.
+        // Tests may call torch before touching a FocusNFix type; apply the library's native settings first.
 #pragma warning disable CA2255
         [System.Runtime.CompilerServices.ModuleInitializer]
         internal static void Init()
         {
-            // The suite still saw random NaN gradients with MKL single-threaded when run whole on a loaded machine;
-            // one OpenMP thread by default keeps CI reproducible (issue 10 stays open on the root cause).
-            NativeThreading.SetDefault("OMP_NUM_THREADS", "1");
-            NativeThreading.Apply();
+            // xunit runs tests on several threads, and each thread that calls libtorch gets its own OpenMP pool sized
+            // from OMP_NUM_THREADS or the core count; one OpenMP thread everywhere keeps the suite on the CLI's setting.
+            NativeSettings.SetDefault("OMP_NUM_THREADS", "1");
+            NativeSettings.Apply();
         }
 #pragma warning restore CA2255
     }

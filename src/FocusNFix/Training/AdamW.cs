@@ -34,7 +34,7 @@ public sealed class AdamW : IDisposable
 
     public void ZeroGrad()
     {
-        // The .grad wrappers are disposed here, not left to the finalizer thread (see FocusNFixTrainer.TrainStep).
+        // The .grad wrappers are disposed here, not left to the garbage collector (see TorchGcPause).
         foreach (var p in _params) { using var g = p.grad; g?.zero_(); }
     }
 

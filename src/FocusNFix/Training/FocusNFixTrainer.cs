@@ -231,9 +231,8 @@ public sealed class FocusNFixTrainer : IDisposable
 
     /// <summary>
     /// One optimiser step: gradients, clipping, the guarded AdamW update. Everything it creates lives in one dispose
-    /// scope and it runs inside a <see cref="TorchGcPause"/>. Both are correctness requirements, not tidiness: a
-    /// TorchSharp object left to the .NET finalizer can be freed on the finalizer thread while libtorch still uses it,
-    /// which made identical steps return NaN or different gradients (issue 10; DeterministicGradientTests).
+    /// scope and it runs inside a <see cref="TorchGcPause"/>: a TorchSharp object left to the .NET garbage collector can be
+    /// freed while libtorch still uses it (see <see cref="TorchGcPause"/>).
     /// </summary>
     public TrainStepLog TrainStep(int step, TensorBoardLog? tb = null)
     {

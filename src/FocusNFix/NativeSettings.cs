@@ -1,0 +1,67 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace FocusNFix;
+
+/// <summary>
+/// Process-wide settings for libtorch's native libraries, applied when this library loads, before the first torch call
+/// loads libtorch.
+/// <para>
+/// Backward passes of the libtorch 2.10 CPU build that TorchSharp 0.107 ships returned NaN or wrong gradients at random
+/// on this project's machines (AMD EPYC with AVX-512), more often under load and with more threads (issue 10). The
+/// vector extensions decide it; the threads, the garbage collector and the finalizer thread did not (each was ruled
+/// out on its own). Measured with the whole test suite (388 tests, one OpenMP thread per test thread):
+/// <list type="bullet">
+/// <item>libtorch's defaults (AVX-512 kernels): 2 to 5 tests failed per run, NaN gradients in UNet, CLIP, LoRA and
+/// checkpointed steps.</item>
+/// <item>oneDNN held to AVX2 alone: GradientCheckpointTests (conv + linear, 2 threads) went from 3–5 failures per run
+/// to 0, but the suite still failed 2–3 tests per run; adding ATen's and MKL's AVX2 did not stop them.</item>
+/// <item>oneDNN at SSE4.1 (DNNL_MAX_CPU_ISA), MKL at SSE4.2 (MKL_ENABLE_INSTRUCTIONS), ATen at AVX2
+/// (ATEN_CPU_CAPABILITY): every test passed, the 2-thread determinism stress test included.</item>
+/// </list>
+/// Cost, <c>fnf bench --steps 20</c> on the ShapesWorld base model, batch 4, 2 threads: training step (K = 1) 1.32 s;
+/// AVX2 oneDNN with one thread was 1.20 s, the same settings with one thread 1.90 s. A setting the user's environment
+/// already has is left alone (under either of oneDNN's names).
+/// </para>
+/// .NET's Environment.SetEnvironmentVariable does not reach native getenv on Unix, hence libc's setenv.
+/// </summary>
+public static class NativeSettings
+{
+    [DllImport("libc", EntryPoint = "setenv")]
+    static extern int SetEnv(string name, string value, int overwrite);
+
+    /// <summary>The values set unless the user's environment already names the setting (under either name).</summary>
+    public static readonly IReadOnlyDictionary<string, string> Defaults = new Dictionary<string, string>
+    {
+        ["DNNL_MAX_CPU_ISA"] = "SSE41",
+        ["ONEDNN_MAX_CPU_ISA"] = "SSE41",
+        ["MKL_ENABLE_INSTRUCTIONS"] = "SSE4_2",
+        ["ATEN_CPU_CAPABILITY"] = "avx2",
+    };
+
+    static bool _applied;
+
+    /// <summary>Sets a native environment variable unless it is already set (before libtorch loads).</summary>
+    public static void SetDefault(string name, string value)
+    {
+        if (Environment.GetEnvironmentVariable(name) is not null) return;
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()) SetEnv(name, value, 0);
+        Environment.SetEnvironmentVariable(name, value);
+    }
+
+    /// <summary>Applies <see cref="Defaults"/> (idempotent). Must run before libtorch is loaded to take effect.</summary>
+    public static void Apply()
+    {
+        if (_applied) return;
+        _applied = true;
+        // oneDNN reads either name; a user who set one of them has chosen.
+        bool isaChosen = Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA") is not null || Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") is not null;
+        foreach (var (name, value) in Defaults)
+            if (!(isaChosen && name.EndsWith("_MAX_CPU_ISA", StringComparison.Ordinal))) SetDefault(name, value);
+    }
+
+#pragma warning disable CA2255 // a module initializer is the one place guaranteed to run before any torch call made through this library
+    [ModuleInitializer]
+    internal static void OnLoad() => Apply();
+#pragma warning restore CA2255
+}
