@@ -112,9 +112,10 @@ public sealed class TextToImagePipeline : IDisposable
         return noise;
     }
 
-    (int Height, int Width) ResolveSize(SampleOptions o)
+    /// <summary>The image size of a call (the model's default where unset), checked against the VAE's multiple and memory.</summary>
+    public (int Height, int Width) ImageSize(int? height, int? width)
     {
-        int h = o.Height ?? DefaultSize, w = o.Width ?? DefaultSize;
+        int h = height ?? DefaultSize, w = width ?? DefaultSize;
         int multiple = Math.Max(8, VaeScaleFactor);
         ModelSizeEstimate.CheckImageSize(h, w, multiple);
         return (h, w);
@@ -131,7 +132,7 @@ public sealed class TextToImagePipeline : IDisposable
         if (prompts.Count == 0) throw new InvalidInputException("no prompts given");
         if (options.Steps < 1) throw new InvalidInputException($"steps = {options.Steps}: expected at least 1");
         int batch = prompts.Count;
-        var (height, width) = ResolveSize(options);
+        var (height, width) = ImageSize(options.Height, options.Width);
         int lh = height / VaeScaleFactor, lw = width / VaeScaleFactor;
 
         using var noGrad = no_grad();
@@ -147,7 +148,6 @@ public sealed class TextToImagePipeline : IDisposable
             ehs = safety is null ? cat(new[] { uncond, cond }, 0)
                 : cat(new[] { uncond, cond, EncodePrompts(new[] { options.Sld!.Concept }, options.ClipSkip, warn).repeat(batch, 1, 1) }, 0);
         }
-        int branches = !cfg ? 1 : safety is null ? 2 : 3;
 
         var seeds = options.Seeds ?? Enumerable.Range(0, batch).Select(i => (long)i).ToList();
         if (options.Latents is null && seeds.Count != batch)
@@ -162,58 +162,21 @@ public sealed class TextToImagePipeline : IDisposable
         }
         else latents = NoiseFromSeeds(seeds, lh, lw);
 
-        if (Scheduler is DdimScheduler ddim) ddim.Eta = options.Eta;
-        Scheduler.SetTimesteps(options.Steps);
         // Stochastic schedulers get their noise from per-image generators, so an image depends on its own seed only.
-        var generators = seeds.Select(s => new Generator((ulong)s + 0x9E3779B97F4A7C15UL)).ToList();
-        var x = (latents * Scheduler.InitNoiseSigma).MoveToOuterDisposeScope();
+        var generators = options.Latents is null ? DenoisingLoop.NoiseGenerators(seeds) : null;
         try
         {
-            var timesteps = Scheduler.Timesteps;
-            int total = (int)timesteps.shape[0];
-            if (safety is not null && options.Sld!.Settings.WarmupSteps >= total)
-                warn?.Invoke($"SLD warm-up {options.Sld.Settings.WarmupSteps} steps >= the {total} sampling steps: the safety guidance never applies");
-            for (int i = 0; i < total; i++)
-            {
-                using var stepScope = NewDisposeScope();
-                var t = timesteps[i];
-                var xin = branches == 1 ? x : cat(Enumerable.Repeat(x, branches).ToArray(), 0);
-                xin = Scheduler.ScaleModelInput(xin, t);
-                var unetOut = Unet.forward(xin.to(DType), t.to(Device), ehs).to(ScalarType.Float32);
-                var noisePred = CombineGuidance(unetOut, options.GuidanceScale, safety, i);
-                Tensor? stepNoise = null;
-                if (options.Latents is null)
-                    stepNoise = cat(generators.Select(g => randn(new long[] { 1, LatentChannels, lh, lw }, generator: g)).ToList(), 0).to(Device);
-                var output = Scheduler.Step(noisePred, t, x, noise: stepNoise);
-                onStep?.Invoke(new StepTrace(i, t, xin, unetOut, noisePred, output.PredOriginalSample, output.PrevSample));
-                x.Dispose();
-                x = output.PrevSample.MoveToOuterDisposeScope();
-                progress?.Invoke(i + 1, total);
-            }
+            var loop = new DenoisingLoop { Steps = options.Steps, GuidanceScale = options.GuidanceScale, Eta = options.Eta, Safety = safety };
+            if (safety is not null && options.Sld!.Settings.WarmupSteps >= options.Steps)
+                warn?.Invoke($"SLD warm-up {options.Sld.Settings.WarmupSteps} steps >= the {options.Steps} sampling steps: the safety guidance never applies");
+            var x = loop.Run(this, latents, ehs, generators, onStep, progress);
             var images = Decode(x);
             return new SampleResult(images.MoveToOuterDisposeScope(), x.MoveToOuterDisposeScope());
         }
         finally
         {
-            foreach (var g in generators) g.Dispose();
+            if (generators is not null) foreach (var g in generators) g.Dispose();
         }
-    }
-
-    /// <summary>
-    /// The model's outputs for the guidance branches to the noise prediction: without guidance the output itself;
-    /// with classifier-free guidance (batch uncond | cond) uncond + g * (cond - uncond); with Safe Latent Diffusion
-    /// (batch uncond | cond | safety concept) the same with the guidance direction of <see cref="SafeGuidance"/>.
-    /// </summary>
-    static Tensor CombineGuidance(Tensor unetOut, double guidanceScale, SafeGuidance? safety, int step)
-    {
-        if (guidanceScale <= 1.0) return unetOut;
-        if (safety is null)
-        {
-            var chunks = unetOut.chunk(2, 0);
-            return chunks[0] + guidanceScale * (chunks[1] - chunks[0]);
-        }
-        var b = unetOut.chunk(3, 0);
-        return b[0] + guidanceScale * safety.Direction(b[0], b[1], b[2], step);
     }
 
     /// <summary>The SLD state of a call, or null without SLD (no concept, or an SLD guidance scale of at most 1 as diffusers).</summary>

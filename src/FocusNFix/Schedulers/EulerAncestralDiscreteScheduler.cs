@@ -43,6 +43,7 @@ public sealed class EulerAncestralDiscreteScheduler : SigmaSchedulerBase
     }
 
     public override Tensor ScaleModelInput(Tensor sample, Tensor timestep) => ScaleBySigma(sample, timestep);
+    public override Tensor ScaleModelInput(Tensor sample, Tensor timestep, int stepIndex) => ScaleBySigmaAt(sample, stepIndex);
 
     public override SchedulerOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, Generator? generator = null, Tensor? noise = null)
     {

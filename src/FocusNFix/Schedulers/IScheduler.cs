@@ -30,6 +30,12 @@ public interface IScheduler
     Tensor ScaleModelInput(Tensor sample, Tensor timestep);
 
     /// <summary>
+    /// <see cref="ScaleModelInput(Tensor, Tensor)"/> at an explicit position in the schedule (timestep = Timesteps[stepIndex]).
+    /// Pure: it reads no step counter and changes none, so a checkpoint's recompute in backward may call it again.
+    /// </summary>
+    Tensor ScaleModelInput(Tensor sample, Tensor timestep, int stepIndex);
+
+    /// <summary>
     /// One denoising step. <paramref name="noise"/> is the explicit variance noise for stochastic steps
     /// (DDPM, Euler-ancestral, DDIM with eta &gt; 0); without it the noise is drawn from <paramref name="generator"/>.
     /// </summary>

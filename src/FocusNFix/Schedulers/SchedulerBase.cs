@@ -41,6 +41,8 @@ public abstract class SchedulerBase : IScheduler
     public abstract void SetTimesteps(int numInferenceSteps);
     /// <summary>Identity for the DDPM-family schedulers; a new handle, so a caller may dispose it like any other result.</summary>
     public virtual Tensor ScaleModelInput(Tensor sample, Tensor timestep) => sample.alias();
+    /// <summary>The DDPM-family schedulers do not scale: pure already.</summary>
+    public virtual Tensor ScaleModelInput(Tensor sample, Tensor timestep, int stepIndex) => ScaleModelInput(sample, timestep);
     public abstract SchedulerOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, Generator? generator = null, Tensor? noise = null);
     public abstract Tensor AddNoise(Tensor originalSamples, Tensor noise, Tensor timesteps);
 

@@ -79,9 +79,14 @@ public abstract class SigmaSchedulerBase : SchedulerBase
     }
 
     /// <summary>Euler-family scale_model_input: sample / sqrt(sigma^2 + 1) at the current timestep.</summary>
-    protected Tensor ScaleBySigma(Tensor sample, Tensor timestep)
+    protected Tensor ScaleBySigma(Tensor sample, Tensor timestep) => ScaleBySigmaAt(sample, CurrentIndex(timestep));
+
+    /// <summary>The same at an explicit schedule position; reads no step counter.</summary>
+    protected Tensor ScaleBySigmaAt(Tensor sample, int stepIndex)
     {
-        float sigma = SigmaValues[CurrentIndex(timestep)];
+        if (stepIndex < 0 || stepIndex >= SigmaValues.Length - 1)
+            throw new ArgumentOutOfRangeException(nameof(stepIndex), stepIndex, $"{ClassName}: no step {stepIndex} in a schedule of {SigmaValues.Length - 1} steps");
+        float sigma = SigmaValues[stepIndex];
         return sample / MathF.Sqrt(sigma * sigma + 1f);
     }
 

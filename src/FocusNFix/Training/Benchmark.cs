@@ -45,18 +45,19 @@ public static class Benchmark
                 pipe.Unet.forward(x, t, ehs).square().mean().backward();
             }));
             using var opt = new AdamW(lora.TrainableParameters(), 1e-4);
-            Tensor uncond;
-            using (no_grad()) uncond = pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()).DetachFromDisposeScope();
+            Tensor textStates;
+            using (no_grad())
+                textStates = (guidanceScale > 1.0 ? cat(new[] { pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()), ehs }, 0) : ehs.alias()).DetachFromDisposeScope();
             foreach (int k in ks)
             {
                 progress?.Invoke($"training step K={k}");
-                var sampler = new DifferentiableSampler(pipe) { K = k, Steps = steps, GuidanceScale = guidanceScale, Checkpointing = true };
+                var loop = new DenoisingLoop { Steps = steps, GuidanceScale = guidanceScale, Window = new GradientWindow(BackpropMode.DraftK, k, Checkpointing: true), WithGrad = true };
                 figures.Add(Time($"train_step_k{k}_batch{batch}_steps{steps}", repeats, () =>
                 {
                     using var scope = NewDisposeScope();
                     opt.ZeroGrad();
                     var noise = randn(batch, pipe.LatentChannels, size, size).to(pipe.Device);
-                    var z = sampler.Sample(noise, ehs, uncond);
+                    var z = loop.Run(pipe, noise, textStates, generators: null);
                     var images = (pipe.DecodeRaw(z) / 2 + 0.5).clamp(0, 1);
                     GradientCheckpoint.Backward(-images.mean());
                     opt.Step();

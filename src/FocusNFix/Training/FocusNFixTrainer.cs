@@ -25,9 +25,7 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly IReward _reward;
     readonly OriginalCache _cache;
     readonly LoraNetwork _lora;
-    readonly DifferentiableSampler _sampler;
-    readonly Tensor _uncond;
-    readonly Dictionary<string, Tensor> _condCache = new();
+    readonly PoolSampler _sampler;
     int _startStep;
     readonly bool _ownsReward;
     readonly List<int> _active;
@@ -58,6 +56,9 @@ public sealed class FocusNFixTrainer : IDisposable
         manual_seed(config.Seed);
         _pipe = TextToImagePipeline.Load(config.Model, new Device(config.Device), ParseDType(config.Dtype));
         if (config.Sampling.Scheduler is { } s) _pipe.UseScheduler(s);
+        // PNDM's step returns no x0 prediction, and ReFL's image is one.
+        if (config.Draft.Mode == "refl" && _pipe.Scheduler is Schedulers.PndmScheduler)
+            throw new InvalidInputException($"draft.mode 'refl' needs a scheduler that predicts x0; {_pipe.Scheduler.ClassName} (sampling.scheduler {config.Sampling.Scheduler ?? "null: the pipeline's own"}) does not: choose ddim, ddpm, euler, euler-a or dpmpp-2m");
         foreach (var p in _pipe.Unet.parameters().Concat(_pipe.TextEncoder.parameters())) p.requires_grad = false;
         if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
 
@@ -67,7 +68,8 @@ public sealed class FocusNFixTrainer : IDisposable
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
         var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Path.Combine(RunDir, "cache") : null;
-        _cache = OriginalCache.Build(_pipe, pool, SamplingOptions(config), heatmap, config.Mask, zeroMasks, cacheDir,
+        _sampler = new PoolSampler(_pipe, config.Sampling.Steps.Value, config.Sampling.GuidanceScale.Value, config.Sampling.Eta, Window(config.Draft));
+        _cache = OriginalCache.Build(_sampler, pool, heatmap, config.Mask, zeroMasks, cacheDir,
             progress: (d, t) => progress?.Invoke("caching originals", d, t), key: heatmapOverride is null ? CacheKey(config) : null);
         SaveOriginals();
         _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || _cache.IsProblematic(i)).ToList();
@@ -75,13 +77,6 @@ public sealed class FocusNFixTrainer : IDisposable
 
         using (var g = new Generator((ulong)config.Seed + 1))
             _lora = LoraNetwork.Attach(_pipe.Unet, new LoraConfig { Rank = config.Lora.Rank, Alpha = config.Lora.Alpha, TargetModules = config.Lora.TargetModules.ToArray() }, g);
-        _sampler = new DifferentiableSampler(_pipe)
-        {
-            Mode = config.Draft.Mode switch { "refl" => BackpropMode.Refl, "full" => BackpropMode.Full, _ => BackpropMode.DraftK },
-            K = config.Draft.K, Checkpointing = config.Draft.Checkpointing,
-            Steps = config.Sampling.Steps.Value, GuidanceScale = config.Sampling.GuidanceScale.Value,
-        };
-        using (no_grad()) _uncond = _pipe.EncodePrompts(new[] { "" }).DetachFromDisposeScope();
         Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
         if (latest != null) LoadCheckpoint(latest);
     }
@@ -108,7 +103,9 @@ public sealed class FocusNFixTrainer : IDisposable
         _ => throw new InvalidInputException($"dtype '{s}': expected float32, bfloat16 or float16"),
     };
 
-    static SampleOptions SamplingOptions(TrainingConfig c) => new() { Steps = c.Sampling.Steps!.Value, GuidanceScale = c.Sampling.GuidanceScale!.Value, Eta = c.Sampling.Eta };
+    /// <summary>The config's draft section as the loop's gradient window.</summary>
+    public static GradientWindow Window(DraftConfig d) => new(
+        d.Mode switch { "refl" => BackpropMode.Refl, "full" => BackpropMode.Full, _ => BackpropMode.DraftK }, d.K, d.Checkpointing);
 
     /// <summary>
     /// The prompts of a world split for a model folder (modelDir, split), used when a config names no prompt file.
@@ -173,17 +170,6 @@ public sealed class FocusNFixTrainer : IDisposable
         return p;
     }
 
-    Tensor Cond(IReadOnlyList<string> prompts)
-    {
-        var parts = prompts.Select(p =>
-        {
-            if (!_condCache.TryGetValue(p, out var e))
-                using (no_grad()) _condCache[p] = e = _pipe.EncodePrompts(new[] { p }).DetachFromDisposeScope();
-            return e;
-        }).ToList();
-        return cat(parts, 0);
-    }
-
     /// <summary>The figures of one step's forward/backward, summed over its micro-batches.</summary>
     public sealed record StepGradients(double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside, Tensor? Images);
 
@@ -205,12 +191,11 @@ public sealed class FocusNFixTrainer : IDisposable
         {
             using var scope = NewDisposeScope();
             var idx = BatchIndices(step, micro);
-            var prompts = idx.Select(i => _cache.Pool[i].Prompt).ToList();
+            var entries = idx.Select(i => _cache.Pool[i]).ToList();
+            var prompts = entries.Select(e => e.Prompt).ToList();
             var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
-            var cond = Cond(prompts);
-            var uncond = _uncond.expand(cond.shape);
-            var z = _sampler.Sample(noise, cond, uncond);
-            var images = (_pipe.DecodeRaw(z) / 2 + 0.5).clamp(0, 1);
+            var z = _sampler.Sample(entries, noise, withGrad: true);
+            var images = _sampler.ToImages(z);
             var reward = _reward.Score(images, prompts);
             var constraint = c.Constraint.Space == "latent"
                 ? RegionConstraint.PerImage(z, z0, Masks.HeatmapMask.ResizeTo(masks, z.shape[2], z.shape[3]), norm)
@@ -362,8 +347,7 @@ public sealed class FocusNFixTrainer : IDisposable
     {
         _cache.Dispose();
         Optimizer.Dispose();
-        _uncond.Dispose();
-        foreach (var t in _condCache.Values) t.Dispose();
+        _sampler.Dispose();
         _pipe.Dispose();
         if (_ownsReward) (_reward as IDisposable)?.Dispose();
     }

@@ -9,7 +9,10 @@ namespace FocusNFix.Training;
 /// <summary>One (prompt, seed) pair of the training pool.</summary>
 public sealed record PoolEntry(int PromptIndex, string Prompt, long Seed);
 
-/// <summary>What the frozen model made for a pool entry: noise x_T, the final latents z0, the image I0, its heatmap and mask M(I0).</summary>
+/// <summary>
+/// What the frozen model made for a pool entry: noise x_T, its model-space result (final latents z0, or for ReFL the x0
+/// prediction at step T-K), the image I0 decoded from it, its heatmap and mask M(I0).
+/// </summary>
 public sealed record CachedOriginal(Tensor Noise, Tensor Latents, Tensor Image, Tensor Heatmap, Tensor Mask);
 
 /// <summary>
@@ -36,7 +39,7 @@ public sealed class OriginalCache : IDisposable
     /// <param name="zeroMasks">true for the global-constraint baseline (keep the whole image).</param>
     /// <param name="key">what the entries depend on besides the pool (the trainer's: model, sampling, dtype, device,
     /// heatmap, mask, rewards), as text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
-    public static OriginalCache Build(TextToImagePipeline pipe, IReadOnlyList<PoolEntry> pool, SampleOptions sampling,
+    public static OriginalCache Build(PoolSampler sampler, IReadOnlyList<PoolEntry> pool,
         HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
         string? key = null)
     {
@@ -52,26 +55,24 @@ public sealed class OriginalCache : IDisposable
             Directory.CreateDirectory(folder);
             File.Delete(Path.Combine(folder, ManifestName));
         }
+        using var noGrad = no_grad();
         for (int start = 0; start < pool.Count; start += batchSize)
         {
+            using var gcPause = TorchGcPause.Begin();
             using var scope = NewDisposeScope();
             var chunk = Enumerable.Range(start, Math.Min(batchSize, pool.Count - start)).ToList();
-            var prompts = chunk.Select(i => pool[i].Prompt).ToList();
-            var seeds = chunk.Select(i => pool[i].Seed).ToList();
-            var image = pipe.Sample(prompts, new SampleOptions
-            {
-                Steps = sampling.Steps, GuidanceScale = sampling.GuidanceScale, Eta = sampling.Eta, Seeds = seeds,
-                Height = sampling.Height, Width = sampling.Width,
-            });
-            var h = image.Images.shape[2];
-            var w = image.Images.shape[3];
-            var noise = pipe.NoiseFromSeeds(seeds, (int)(h / pipe.VaeScaleFactor), (int)(w / pipe.VaeScaleFactor));
+            var entries = chunk.Select(i => pool[i]).ToList();
+            var prompts = entries.Select(e => e.Prompt).ToList();
+            // The training path's own sampling without gradients: I0 is what a zero LoRA reproduces.
+            var noise = sampler.Noise(entries);
+            var latents = sampler.Sample(entries, noise, withGrad: false);
+            var images = sampler.ToImages(latents);
             Tensor heat;
-            using (no_grad()) heat = heatmap(image.Images, prompts, chunk.Select(i => (pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
+            using (no_grad()) heat = heatmap(images, prompts, chunk.Select(i => (pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
             var mask = HeatmapMask.FromHeatmap(heat, maskOptions);
             for (int k = 0; k < chunk.Count; k++)
             {
-                var entry = new CachedOriginal(noise[k].clone(), image.FinalLatents[k].clone(), image.Images[k].clone(), heat[k].clone(), mask[k].clone());
+                var entry = new CachedOriginal(noise[k].clone(), latents[k].clone(), images[k].clone(), heat[k].clone(), mask[k].clone());
                 cache.Store(chunk[k], entry);
             }
             progress?.Invoke(start + chunk.Count, pool.Count);

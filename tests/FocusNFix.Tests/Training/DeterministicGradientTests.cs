@@ -1,3 +1,4 @@
+using FocusNFix.Pipelines;
 using FocusNFix.Training;
 using Xunit;
 using static TorchSharp.torch;

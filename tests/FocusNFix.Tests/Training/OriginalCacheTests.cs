@@ -27,8 +27,11 @@ public class OriginalCacheTests : IDisposable
         return h;
     }
 
-    OriginalCache Build(TextToImagePipeline pipe, string folder, string? key, bool zeroMasks = false) =>
-        OriginalCache.Build(pipe, Pool, new SampleOptions { Steps = 3, GuidanceScale = 1.0 }, LeftHalf, new MaskOptions(), zeroMasks, folder, key: key);
+    OriginalCache Build(TextToImagePipeline pipe, string folder, string? key, bool zeroMasks = false)
+    {
+        using var sampler = new PoolSampler(pipe, steps: 3, guidanceScale: 1.0, eta: 0, new GradientWindow(BackpropMode.DraftK, 1, true));
+        return OriginalCache.Build(sampler, Pool, LeftHalf, new MaskOptions(), zeroMasks, folder, key: key);
+    }
 
     [Fact]
     public void DiskCacheIsReusedOnlyForTheSameKeyAndPoolAndGlobalReadsZeroMasks()

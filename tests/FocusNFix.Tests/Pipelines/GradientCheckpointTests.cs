@@ -1,10 +1,10 @@
-using FocusNFix.Training;
+using FocusNFix.Pipelines;
 using TorchSharp;
 using TorchSharp.Modules;
 using Xunit;
 using static TorchSharp.torch;
 
-namespace FocusNFix.Tests.Training;
+namespace FocusNFix.Tests.Pipelines;
 
 public class GradientCheckpointTests
 {

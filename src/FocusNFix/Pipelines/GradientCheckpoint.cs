@@ -2,7 +2,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
 
-namespace FocusNFix.Training;
+namespace FocusNFix.Pipelines;
 
 /// <summary>
 /// Gradient checkpointing (TorchSharp has no torch.utils.checkpoint), in the style of PyTorch's reentrant
