@@ -181,8 +181,7 @@ public sealed class FocusNFixTrainer : IDisposable
     public StepGradients ComputeGradients(int step, bool keepImages = false)
     {
         var c = Config;
-        double lambda = c.Objective == "draft" ? 0.0 : c.Constraint.Lambda;
-        var norm = c.Constraint.Norm == "per-pixel" ? ConstraintNorm.PerPixel : ConstraintNorm.Frobenius;
+        var settings = LossSettings.FromConfig(c);
         using var pause = TorchGcPause.Begin();
         Optimizer.ZeroGrad();
         double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0;
@@ -196,16 +195,13 @@ public sealed class FocusNFixTrainer : IDisposable
             var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
             var z = _sampler.Sample(entries, noise, withGrad: true);
             var images = _sampler.ToImages(z);
-            var reward = _reward.Score(images, prompts);
-            var constraint = c.Constraint.Space == "latent"
-                ? RegionConstraint.PerImage(z, z0, Masks.HeatmapMask.ResizeTo(masks, z.shape[2], z.shape[3]), norm)
-                : RegionConstraint.PerImage(images, i0, masks, norm);
-            var loss = (-reward + lambda * constraint).mean() / c.Optimizer.GradAccumulation;
+            var terms = FocusNFixLoss.Compute(new LossBatch(images, z, i0, z0, masks, prompts), _reward, settings);
+            var loss = terms.Loss / c.Optimizer.GradAccumulation;
             GradientCheckpoint.Backward(loss);
             var (inside, outside) = RegionConstraint.MeanChange(images.detach(), i0, masks);
             lossSum += loss.item<float>();
-            rewardSum += reward.mean().item<float>() / c.Optimizer.GradAccumulation;
-            constraintSum += constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
+            rewardSum += terms.Reward.mean().item<float>() / c.Optimizer.GradAccumulation;
+            constraintSum += terms.Constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
             inSum += inside.mean().item<float>() / c.Optimizer.GradAccumulation;
             outSum += outside.mean().item<float>() / c.Optimizer.GradAccumulation;
             if (keepImages && micro == 0)
