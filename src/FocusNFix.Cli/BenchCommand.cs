@@ -19,17 +19,31 @@ public static class BenchCommand
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var threads = CommonOptions.Threads();
-        var cmd = new Command("bench", "Benchmark the model and training steps; prints JSON") { model, batch, repeats, steps, guidance, device, dtype, threads };
+        var competitors = new Option<int>("--competitors")
+        {
+            Description = "Also measure everything while N busy processes (yes > /dev/null) compete for the CPU, and print the slowdowns",
+            DefaultValueFactory = _ => 0,
+        };
+        competitors.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 0 or > 64) r.AddError($"--competitors {r.GetValueOrDefault<int>()}: expected 0 to 64");
+        });
+        var cmd = new Command("bench", "Benchmark the model and training steps; prints JSON") { model, batch, repeats, steps, guidance, device, dtype, threads, competitors };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
-            var figures = Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), stepCount, new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg), guidanceScale);
+            List<BenchFigure> Figures() => Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), stepCount, new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg), guidanceScale);
+            int n = pr.GetValue(competitors);
+            var contention = n > 0 ? Benchmark.RunWithContention(Figures, n, msg => Console.Error.WriteLine(msg)) : null;
             var json = JsonSerializer.Serialize(new
             {
                 model = pr.GetValue(model), device = pr.GetValue(device), dtype = pr.GetValue(dtype), batch = pr.GetValue(batch),
-                threads = get_num_threads(), sampling_steps = stepCount, guidance_scale = guidanceScale, figures,
+                threads = get_num_threads(), sampling_steps = stepCount, guidance_scale = guidanceScale,
+                native_settings = NativeSettings.Effective(),
+                figures = contention?.Alone ?? Figures(),
+                contention = contention is null ? null : new { competitors = n, figures = contention.WithCompetitors, slowdowns = contention.Slowdowns },
             }, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower });
             Console.WriteLine(json);
             return 0;

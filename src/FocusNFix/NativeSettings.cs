@@ -41,6 +41,11 @@ public static class NativeSettings
 
     static bool _applied;
 
+    /// <summary>The settings in force (ours or the user's), plus the OpenMP ones, for benchmark reports.</summary>
+    public static IReadOnlyDictionary<string, string?> Effective() =>
+        Defaults.Keys.Concat(new[] { "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS" })
+            .ToDictionary(k => k, k => Environment.GetEnvironmentVariable(k));
+
     /// <summary>Sets a native environment variable unless it is already set (before libtorch loads).</summary>
     public static void SetDefault(string name, string value)
     {

@@ -8,6 +8,57 @@ namespace FocusNFix.Training;
 /// <summary>One timed figure: median seconds over the repeats and the peak RSS reached while measuring it.</summary>
 public sealed record BenchFigure(string Name, double MedianSeconds, double MinSeconds, int Repeats, double PeakRssMiB, string? Note = null);
 
+/// <summary>One figure's median time alone and under contention, and their ratio.</summary>
+public sealed record ContentionRatio(string Name, double AloneSeconds, double LoadedSeconds, double Slowdown);
+
+/// <summary>What <see cref="Benchmark.RunWithContention"/> measured.</summary>
+public sealed record ContentionReport(int Competitors, List<BenchFigure> Alone, List<BenchFigure> WithCompetitors, List<ContentionRatio> Slowdowns);
+
+/// <summary>Busy processes that compete for the CPU while a benchmark runs; killed on dispose.</summary>
+public sealed class BusyProcesses : IDisposable
+{
+    readonly List<Process> _processes = new();
+
+    /// <summary>The competing processes' ids (for tests and reports).</summary>
+    public IReadOnlyList<int> ProcessIds => _processes.Select(p => p.Id).ToList();
+
+    /// <summary>The processes of the run in progress, if any (for tests).</summary>
+    public static BusyProcesses? Current { get; private set; }
+
+    public static BusyProcesses Start(int count)
+    {
+        var b = new BusyProcesses();
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var p = Process.Start(new ProcessStartInfo("/bin/sh", new[] { "-c", "exec yes > /dev/null" }) { UseShellExecute = false })
+                    ?? throw new InvalidOperationException("could not start a competing process (/bin/sh -c 'yes > /dev/null')");
+                b._processes.Add(p);
+            }
+            Current = b;
+            return b;
+        }
+        catch
+        {
+            b.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Current == this) Current = null;
+        foreach (var p in _processes)
+        {
+            try { if (!p.HasExited) p.Kill(); p.WaitForExit(5000); }
+            catch (InvalidOperationException) { } // already gone
+            p.Dispose();
+        }
+        _processes.Clear();
+    }
+}
+
 /// <summary>
 /// Speed and memory figures of a pipeline's UNet and of Focus-N-Fix training steps (<c>fnf bench</c>). Training steps
 /// use a stand-in reward (mean brightness) so the figures measure the model side: sampling, backprop through the
@@ -73,6 +124,21 @@ public static class Benchmark
         });
         figures.Add(sample with { Note = $"{batch / sample.MedianSeconds:F2} images/s" });
         return figures;
+    }
+
+    /// <summary>
+    /// The figures alone, then again while <paramref name="competitors"/> busy processes (each <c>yes &gt; /dev/null</c>,
+    /// the load issue 10 measured with) share the machine, and each figure's slowdown (with / alone, by median).
+    /// </summary>
+    public static ContentionReport RunWithContention(Func<List<BenchFigure>> run, int competitors, Action<string>? progress = null)
+    {
+        progress?.Invoke("alone");
+        var alone = run();
+        List<BenchFigure> loaded;
+        progress?.Invoke($"with {competitors} busy competing process(es)");
+        using (BusyProcesses.Start(competitors)) loaded = run();
+        var ratios = alone.Zip(loaded, (a, b) => new ContentionRatio(a.Name, a.MedianSeconds, b.MedianSeconds, b.MedianSeconds / a.MedianSeconds)).ToList();
+        return new ContentionReport(competitors, alone, loaded, ratios);
     }
 
     static BenchFigure Time(string name, int repeats, Action body, string? note = null)

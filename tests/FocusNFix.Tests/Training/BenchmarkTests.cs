@@ -16,4 +16,27 @@ public class BenchmarkTests
         Assert.All(figures, f => Assert.True(f.MedianSeconds > 0 && f.PeakRssMiB > 0, f.Name));
         Assert.Null(pipe.Lora);
     }
+
+    [Fact]
+    public void ContentionRunsTheFiguresAgainWithBusyProcessesAndStopsThem()
+    {
+        int runs = 0;
+        var competing = new List<int>();
+        List<BenchFigure> Run()
+        {
+            runs++;
+            if (runs == 2) competing.AddRange(BusyProcesses.Current!.ProcessIds);
+            else Assert.Null(BusyProcesses.Current);
+            Assert.All(competing, id => Assert.False(System.Diagnostics.Process.GetProcessById(id).HasExited));
+            return new List<BenchFigure> { new("f", runs, runs, 1, 1) };
+        }
+        var report = Benchmark.RunWithContention(Run, competitors: 2);
+        Assert.Equal(2, runs);
+        Assert.Equal(2, competing.Count);
+        Assert.Null(BusyProcesses.Current);
+        foreach (var id in competing)
+            Assert.Throws<ArgumentException>(() => System.Diagnostics.Process.GetProcessById(id)); // killed and reaped
+        var r = Assert.Single(report.Slowdowns);
+        Assert.Equal(2.0, r.Slowdown);
+    }
 }
