@@ -37,7 +37,7 @@ public static class EvalCommand
             var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
             ShapesWorld? w = File.Exists(worldPath) ? ShapesWorld.Load(worldPath) : null;
             IReadOnlyList<string> promptList = pr.GetValue(prompts) is { } pf
-                ? (File.Exists(pf) ? File.ReadAllLines(pf).Select(l => l.Trim()).Where(l => l.Length > 0).ToList() : throw new InvalidInputException($"{pf}: prompt file not found"))
+                ? FocusNFix.IO.PromptFile.Read(pf)
                 : w != null ? PromptSplits.Prompts(w.Spec, Split.Test) : throw new InvalidInputException("--prompts FILE is required when the model has no world.json beside it");
             var targetReward = RewardFactory.CreateReward(SourceSpecs.Reward(pr.GetValue(target)!));
             var heat = RewardFactory.CreateHeatmap(SourceSpecs.Heatmap(pr.GetValue(heatmap)!), targetReward);

@@ -178,6 +178,7 @@ public static class AtomicFile
                 write(fs);
                 fs.Flush(true);
             }
+            KillPoint.Reached("atomic-write", Path.GetFileName(path));
             File.Move(tmp, path, overwrite: true);
         }
         finally

@@ -33,25 +33,30 @@ public sealed class FocusNFixTrainer : IDisposable
 
     public const string FinalPeftName = RunFolderLora.DiffusersName;
     public const string FinalKohyaName = RunFolderLora.KohyaName;
-    public const string LogName = "log.jsonl";
+    public const string LogName = RunFolder.LogName;
 
+    /// <param name="resume">continue the run in the config's output_dir from its newest checkpoint (<c>--resume</c>).</param>
     /// <param name="reward">overrides the config's rewards (tests, custom rewards from code).</param>
     /// <param name="heatmapOverride">overrides the config's heatmap source.</param>
+    /// <param name="overwrite">delete the run files already in output_dir first (<c>--overwrite</c>); without it or
+    /// <paramref name="resume"/>, a folder that holds a run is refused.</param>
+    /// <param name="warn">told about a stale lock taken over (default: a "warning:" line on stderr).</param>
     public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null,
-        IReward? reward = null, HeatmapFunction? heatmapOverride = null)
+        IReward? reward = null, HeatmapFunction? heatmapOverride = null, bool overwrite = false, Action<string>? warn = null)
     {
         Config = config;
         RunDir = config.OutputDir;
+        if (resume && overwrite) throw new InvalidInputException($"{RunDir}: --resume and --overwrite exclude each other: continue the run or start it again");
         if (config.Threads > 0) set_num_threads(config.Threads);
-        Directory.CreateDirectory(RunDir);
-        var latest = resume ? LatestCheckpoint(RunDir) : null;
-        if (resume && latest == null) throw new InvalidInputException($"{RunDir}: --resume given but the run folder has no checkpoint");
-        if (!resume && Directory.Exists(Path.Combine(RunDir, "checkpoints")) && Directory.EnumerateDirectories(Path.Combine(RunDir, "checkpoints")).Any())
-            throw new InvalidInputException($"{RunDir}: the run folder already has checkpoints; pass --resume to continue it, or choose another output_dir");
         // Unset sampling settings become the model's recommended ones here, so the run folder records what was used.
         (config.Sampling.Steps, config.Sampling.GuidanceScale) = PipelineFolder.Open(config.Model).ResolveSampling(config.Sampling.Steps, config.Sampling.GuidanceScale);
         config.Validate($"training config (sampling resolved with {config.Model})");
-        AtomicFile.WriteAllText(Path.Combine(RunDir, "config.json"), config.ToJson());
+        Run = RunFolder.Open(RunDir, resume ? RunStart.Resume : overwrite ? RunStart.Overwrite : RunStart.Fresh,
+            config.Train.Cache == "disk" ? config.Train.CacheDir : null, warn ?? (m => Console.Error.WriteLine($"warning: {m}")));
+        // A start that fails before training releases the folder, and a fresh one takes its files with it.
+        using var unlessBuilt = new UnlessBuilt(this, abandon: !resume);
+        var latest = resume ? ResumePoint() : null;
+        Run.WriteConfig(config);
 
         manual_seed(config.Seed);
         _pipe = TextToImagePipeline.Load(config.Model, new Device(config.Device), ParseDType(config.Dtype));
@@ -67,18 +72,51 @@ public sealed class FocusNFixTrainer : IDisposable
         var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _reward);
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
-        var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Path.Combine(RunDir, "cache") : null;
+        var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Run.DefaultCacheDir : null;
         _sampler = new PoolSampler(_pipe, config.Sampling.Steps.Value, config.Sampling.GuidanceScale.Value, config.Sampling.Eta, Window(config.Draft));
         _cache = OriginalCache.Build(_sampler, pool, heatmap, config.Mask, zeroMasks, cacheDir,
             progress: (d, t) => progress?.Invoke("caching originals", d, t), key: heatmapOverride is null ? CacheKey(config) : null);
-        SaveOriginals();
+        Run.SaveOriginals(_cache);
         _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || _cache.IsProblematic(i)).ToList();
         if (_active.Count == 0) throw new InvalidInputException("prompts.only_problematic is set but no original image of the pool has a non-empty mask");
 
         using (var g = new Generator((ulong)config.Seed + 1))
             _lora = LoraNetwork.Attach(_pipe.Unet, new LoraConfig { Rank = config.Lora.Rank, Alpha = config.Lora.Alpha, TargetModules = config.Lora.TargetModules.ToArray() }, g);
         Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
-        if (latest != null) LoadCheckpoint(latest);
+        if (latest != null) (_startStep, _skipped) = Run.LoadCheckpoint(latest, _lora, Optimizer);
+        if (resume) Run.TruncateLogs(_startStep);
+        unlessBuilt.Built();
+    }
+
+    /// <summary>
+    /// The checkpoint a resumed run starts from: the newest complete one, or none (step 0) when the run was stopped
+    /// before its first. Refuses a folder with no run, and a finished run.
+    /// </summary>
+    RunCheckpoint? ResumePoint()
+    {
+        var latest = Run.LatestCheckpoint();
+        int steps = Config.Train.Steps;
+        if (latest == null && !File.Exists(Path.Combine(RunDir, RunFolder.ConfigName)))
+            throw new InvalidInputException($"{RunDir}: --resume given but the folder holds no run to resume (no config.json, no checkpoint)");
+        if (latest != null && latest.Step > steps)
+            throw new InvalidInputException($"{latest.Folder}: the checkpoint is at step {latest.Step}, past train.steps = {steps}");
+        if (latest != null && latest.Step == steps && Run.HasFinalLora)
+            throw new InvalidInputException($"{RunDir}: the run is finished (step {steps} of {steps}, LoRA written); nothing to resume (--overwrite trains it again)");
+        return latest;
+    }
+
+    /// <summary>Releases the run folder (and abandons a fresh start's files) unless the constructor got to the end.</summary>
+    sealed class UnlessBuilt(FocusNFixTrainer trainer, bool abandon) : IDisposable
+    {
+        bool _built;
+        public void Built() => _built = true;
+        public void Dispose()
+        {
+            if (_built) return;
+            trainer.DisposeResources();
+            if (abandon) trainer.Run.AbandonStart();
+            else trainer.Run.Dispose();
+        }
     }
 
     /// <summary>
@@ -93,6 +131,8 @@ public sealed class FocusNFixTrainer : IDisposable
     }, TrainingConfig.Json);
 
     public AdamW Optimizer { get; }
+    /// <summary>The run folder: config, logs, originals, checkpoints, final LoRA; locked while the trainer lives.</summary>
+    public RunFolder Run { get; }
     public LoraNetwork Lora => _lora;
     public TextToImagePipeline Pipeline => _pipe;
     public OriginalCache Cache => _cache;
@@ -119,8 +159,7 @@ public sealed class FocusNFixTrainer : IDisposable
         IReadOnlyList<string> prompts;
         if (c.Prompts.File is { } file)
         {
-            if (!File.Exists(file)) throw new InvalidInputException($"{file}: prompt file not found");
-            prompts = File.ReadAllLines(file).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
+            prompts = PromptFile.Read(file);
         }
         else
         {
@@ -130,19 +169,6 @@ public sealed class FocusNFixTrainer : IDisposable
         if (c.Prompts.Limit is int n) prompts = prompts.Take(n).ToList();
         if (prompts.Count == 0) throw new InvalidInputException("the prompt pool is empty");
         return prompts.SelectMany((p, i) => Enumerable.Range(0, c.Prompts.SeedsPerPrompt).Select(s => new PoolEntry(i, p, s))).ToList();
-    }
-
-    void SaveOriginals()
-    {
-        var dir = Path.Combine(RunDir, "originals");
-        for (int i = 0; i < _cache.Pool.Count; i++)
-        {
-            var e = _cache.Pool[i];
-            using var scope = NewDisposeScope();
-            var c = _cache.Get(i);
-            Images.SavePng(c.Image, Path.Combine(dir, $"{e.PromptIndex}_{e.Seed}.png"));
-            Masks.HeatmapMask.SavePng(c.Mask, Path.Combine(dir, $"{e.PromptIndex}_{e.Seed}_mask.png"));
-        }
     }
 
     /// <summary>The pool indices of step <paramref name="step"/>, micro-batch <paramref name="micro"/>: a function of (seed, step) only, so a resumed run sees the same batches.</summary>
@@ -234,7 +260,7 @@ public sealed class FocusNFixTrainer : IDisposable
             _skipped++;
         }
         var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped);
-        AppendLog(entry);
+        Run.AppendLog(entry);
         if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
         {
             tb.Scalar("train/loss", g.Loss, step);
@@ -263,7 +289,7 @@ public sealed class FocusNFixTrainer : IDisposable
             logs.Add(entry);
             onStep?.Invoke(entry);
             if (c.Train.CheckpointEvery > 0 && (step + 1) % c.Train.CheckpointEvery == 0 && step + 1 < c.Train.Steps)
-                SaveCheckpoint(step + 1);
+                Run.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config);
         }
         if (end == c.Train.Steps)
         {
@@ -273,9 +299,10 @@ public sealed class FocusNFixTrainer : IDisposable
                 foreach (var (name, t) in _lora.StateDict())
                     if (!t.isfinite().all().item<bool>())
                         throw new TrainingFailedException($"{RunDir}: LoRA weight '{name}' is not finite at the end of training; no LoRA was written");
-            // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it.
-            SaveCheckpoint(c.Train.Steps);
-            RunFolderLora.Write(RunDir, _lora, Config.Model);
+            // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it (and
+            // then has it already).
+            if (_startStep < c.Train.Steps) Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config);
+            Run.WriteLora(_lora, Config.Model);
         }
         return logs;
     }
@@ -283,68 +310,21 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>Steps dropped by the NaN/Inf guard so far.</summary>
     public int SkippedSteps => _skipped;
 
-    void AppendLog(TrainStepLog e) => JsonlLog.Append(Path.Combine(RunDir, LogName), e);
-
-    static string? LatestCheckpoint(string runDir)
-    {
-        var dir = Path.Combine(runDir, "checkpoints");
-        if (!Directory.Exists(dir)) return null;
-        return Directory.GetDirectories(dir, "step-*").Where(d => File.Exists(Path.Combine(d, "state.json"))).OrderBy(d => d, StringComparer.Ordinal).LastOrDefault();
-    }
-
-    /// <summary>
-    /// Writes LoRA weights, optimiser state, step, skip count and config into checkpoints/step-N, through a temporary
-    /// folder and a rename, so a killed run never leaves a half-written checkpoint. Keeps the two newest.
-    /// </summary>
-    public void SaveCheckpoint(int nextStep)
-    {
-        var root = Path.Combine(RunDir, "checkpoints");
-        Directory.CreateDirectory(root);
-        var final = Path.Combine(root, $"step-{nextStep:D6}");
-        var tmp = final + ".tmp";
-        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        Directory.CreateDirectory(tmp);
-        Safetensors.Save(Path.Combine(tmp, "lora_state.safetensors"), _lora.StateDict());
-        Safetensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
-        File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(new
-        {
-            step = nextStep,
-            skipped_steps = _skipped,
-            seed = Config.Seed,
-            rng = "batches are a function of (seed, step) and the noise of each (prompt, seed) is cached; no global RNG state is consumed",
-        }, TrainingConfig.Json));
-        File.WriteAllText(Path.Combine(tmp, "config.json"), Config.ToJson());
-        if (Directory.Exists(final)) Directory.Delete(final, true);
-        Directory.Move(tmp, final);
-        foreach (var old in Directory.GetDirectories(root, "step-*").Where(d => !d.EndsWith(".tmp")).OrderBy(d => d, StringComparer.Ordinal).SkipLast(2))
-            Directory.Delete(old, true);
-    }
-
-    void LoadCheckpoint(string dir)
-    {
-        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "state.json"))).RootElement;
-        _startStep = state.GetProperty("step").GetInt32();
-        _skipped = state.GetProperty("skipped_steps").GetInt32();
-        var weights = Safetensors.Load(Path.Combine(dir, "lora_state.safetensors"));
-        _lora.LoadStateDict(weights, Path.Combine(dir, "lora_state.safetensors"));
-        Optimizer.LoadStateDict(Safetensors.Load(Path.Combine(dir, "optimizer.safetensors")), Path.Combine(dir, "optimizer.safetensors"));
-        // Keep log.jsonl consistent with the resumed step: drop rows the checkpoint does not cover.
-        var log = Path.Combine(RunDir, LogName);
-        if (File.Exists(log))
-        {
-            var kept = File.ReadAllLines(log).Where(l => JsonDocument.Parse(l).RootElement.GetProperty("step").GetInt32() < _startStep).ToList();
-            AtomicFile.WriteAllText(log, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
-        }
-    }
-
     public int StartStep => _startStep;
 
     public void Dispose()
     {
-        _cache.Dispose();
-        Optimizer.Dispose();
-        _sampler.Dispose();
-        _pipe.Dispose();
+        DisposeResources();
+        Run.Dispose();
+    }
+
+    // Null-safe: also undoes a constructor that failed half-way.
+    void DisposeResources()
+    {
+        _cache?.Dispose();
+        Optimizer?.Dispose();
+        _sampler?.Dispose();
+        _pipe?.Dispose();
         if (_ownsReward) (_reward as IDisposable)?.Dispose();
     }
 }

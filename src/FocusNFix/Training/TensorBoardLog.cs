@@ -119,6 +119,34 @@ public sealed class TensorBoardLog : IDisposable
         return events;
     }
 
+    /// <summary>
+    /// Rewrites an event file without the records of step <paramref name="step"/> and later (a resumed run logs them
+    /// again). A record cut short at the end of the file (the run was killed mid-write) is dropped; any other damage
+    /// is an error.
+    /// </summary>
+    public static void DropFromStep(string path, long step)
+    {
+        var bytes = File.ReadAllBytes(path);
+        using var kept = new MemoryStream();
+        int at = 0;
+        while (bytes.Length - at >= 12)
+        {
+            ulong len = BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(at));
+            if (BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(at + 8)) != MaskedCrc(bytes.AsSpan(at, 8)))
+                throw new InvalidInputException($"{path}: length checksum mismatch at byte {at}");
+            if (len > (ulong)(bytes.Length - at - 16)) break;
+            var data = bytes.AsSpan(at + 12, (int)len);
+            if (BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(at + 12 + (int)len)) != MaskedCrc(data))
+                throw new InvalidInputException($"{path}: data checksum mismatch in the record at byte {at}");
+            Event e;
+            try { e = Event.Parser.ParseFrom(data.ToArray()); }
+            catch (InvalidProtocolBufferException x) { throw new InvalidInputException($"{path}: the record at byte {at} is not an Event: {x.Message}"); }
+            if (e.Step < step) kept.Write(bytes, at, 16 + (int)len);
+            at += 16 + (int)len;
+        }
+        FocusNFix.IO.AtomicFile.WriteAllBytes(path, kept.ToArray());
+    }
+
     static readonly uint[] CrcTable = BuildCrcTable();
 
     static uint[] BuildCrcTable()
