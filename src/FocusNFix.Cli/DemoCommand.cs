@@ -1,10 +1,12 @@
 using System.CommandLine;
 using System.Diagnostics;
 using FocusNFix.Evaluation;
+using FocusNFix.Experiments;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
+using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
-using FocusNFix.World;
+using FocusNFix.WorldModels;
 using Spectre.Console;
 
 namespace FocusNFix.Cli;

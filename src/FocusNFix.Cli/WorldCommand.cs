@@ -3,8 +3,9 @@ using System.Text;
 using FocusNFix.IO;
 using FocusNFix.Models;
 using FocusNFix.Pipelines;
+using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
-using FocusNFix.World;
+using FocusNFix.WorldModels;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Cli;
@@ -29,11 +30,11 @@ public static class WorldCommand
 
     static Option<string?> WorldOption() => new("--world") { Description = $"world.json (default: {DefaultModels}/world.json if present, else the built-in default world)" };
 
-    public static ShapesWorld LoadWorld(string? path)
+    public static ShapesWorldBenchmark LoadWorld(string? path)
     {
-        if (path != null) return ShapesWorld.Load(path);
+        if (path != null) return ShapesWorldBenchmark.Load(path);
         var bundled = Path.Combine(DefaultModels, WorldSpec.FileName);
-        return File.Exists(bundled) ? ShapesWorld.Load(bundled) : ShapesWorld.Default();
+        return File.Exists(bundled) ? ShapesWorldBenchmark.Load(bundled) : ShapesWorldBenchmark.Default();
     }
 
     static Command Spec()
@@ -43,7 +44,7 @@ public static class WorldCommand
         var cmd = new Command("spec", "Write world.json: palettes, reserved colours, places, shapes, grammar, defect rates, image size, prompt splits") { output, size };
         cmd.SetAction(CliErrors.Action(pr =>
         {
-            var path = ShapesWorld.Default(pr.GetValue(size)).WriteSpec(pr.GetValue(output)!);
+            var path = ShapesWorldBenchmark.Default(pr.GetValue(size)).WriteSpec(pr.GetValue(output)!);
             Console.WriteLine(path);
             return 0;
         }));
@@ -167,7 +168,7 @@ public static class WorldCommand
         return cmd;
     }
 
-    static string BaseModelCard(string[] argv, PretrainOptions o, ShapesWorld w, long unetParams, long textParams,
+    static string BaseModelCard(string[] argv, PretrainOptions o, ShapesWorldBenchmark w, long unetParams, long textParams,
         DiffusionPretrainer.Result r, WorldEvalFigures f, IReadOnlyList<long> seeds)
     {
         var sb = new StringBuilder();

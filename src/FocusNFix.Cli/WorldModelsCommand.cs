@@ -2,8 +2,9 @@ using System.CommandLine;
 using System.Text;
 using FocusNFix.IO;
 using FocusNFix.Pipelines;
+using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
-using FocusNFix.World;
+using FocusNFix.WorldModels;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Cli;

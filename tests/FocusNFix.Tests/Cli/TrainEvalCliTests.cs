@@ -1,6 +1,7 @@
 using System.Text.Json;
+using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
-using FocusNFix.World;
+using FocusNFix.WorldModels;
 using Xunit;
 
 namespace FocusNFix.Tests.Cli;
