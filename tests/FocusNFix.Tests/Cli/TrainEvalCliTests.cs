@@ -1,4 +1,5 @@
 using System.Text.Json;
+using FocusNFix.Rewards;
 using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
 using FocusNFix.WorldModels;
