@@ -29,10 +29,14 @@ public sealed class ShapesWorldBenchmark
     /// <summary>Loads world.json (a file or a folder holding one).</summary>
     public static ShapesWorldBenchmark Load(string path) => new(WorldSpec.Load(path));
 
-    /// <summary>Writes world.json to <paramref name="path"/> (a folder gets world.json inside it); returns the file path.</summary>
-    public string WriteSpec(string path)
+    /// <summary>
+    /// Writes world.json to <paramref name="path"/> (a folder gets world.json inside it); returns the file path. An
+    /// existing file is refused unless <paramref name="overwrite"/>.
+    /// </summary>
+    public string WriteSpec(string path, bool overwrite = false)
     {
         if (Directory.Exists(path) || path.EndsWith('/') || path.EndsWith(Path.DirectorySeparatorChar)) path = Path.Combine(path, WorldSpec.FileName);
+        IO.OutputPaths.RefuseExisting(new[] { path }, overwrite);
         Spec.Save(path);
         return path;
     }

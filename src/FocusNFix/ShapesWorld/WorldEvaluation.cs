@@ -75,4 +75,25 @@ public static class WorldEvaluation
         }
         return verdicts;
     }
+
+    /// <summary>
+    /// A pipeline's samples for prompts x seeds with its recommended sampling, [N,3,H,W] in [0,1] on the CPU, in the
+    /// order prompt-major (training data for the world's models, labelled afterwards by the oracle).
+    /// </summary>
+    public static Tensor SampleImages(TextToImagePipeline pipe, ShapesWorldBenchmark world, IReadOnlyList<string> prompts, IReadOnlyList<long> seeds,
+        Action<int, int>? progress = null)
+    {
+        if (prompts.Count == 0 || seeds.Count == 0) throw new ArgumentException("no prompts or no seeds to sample");
+        var parts = new List<Tensor>();
+        var (steps, guidance) = pipe.Folder.ResolveSampling(null, null);
+        try
+        {
+            Run(pipe, world, prompts, seeds, steps, guidance, progress: progress, onImage: (_, _, img) => parts.Add(img.clone()));
+            return stack(parts);
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
+        }
+    }
 }

@@ -3,6 +3,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using FocusNFix.IO;
 
 namespace FocusNFix.ShapesWorld;
 
@@ -11,12 +12,8 @@ public sealed partial class WorldSpec
 {
     public const string FileName = "world.json";
 
-    public void Save(string path)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir != null) Directory.CreateDirectory(dir);
-        File.WriteAllText(path, ToJson());
-    }
+    /// <summary>Writes world.json through a temporary file and a rename.</summary>
+    public void Save(string path) => AtomicFile.WriteAllText(path, ToJson());
 
     /// <summary>Reads world.json (or the world.json inside a folder) and validates it.</summary>
     public static WorldSpec Load(string path)

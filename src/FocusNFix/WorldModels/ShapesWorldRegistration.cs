@@ -22,9 +22,6 @@ static class ShapesWorldRegistration
 #pragma warning restore CA2255
 
     // The world.json beside the model folder defines the splits.
-    static IReadOnlyList<string> SplitPrompts(string modelDir, string split)
-    {
-        var world = ShapesWorldBenchmark.Load(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName));
-        return PromptSplits.Prompts(world.Spec, PromptSplits.ParseSplit(split));
-    }
+    static IReadOnlyList<string> SplitPrompts(string modelDir, string split) =>
+        PromptSplits.Prompts(WorldSpec.Load(WorldFolder.WorldBeside(modelDir)), PromptSplits.ParseSplit(split));
 }
