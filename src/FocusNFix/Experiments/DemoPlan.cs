@@ -26,9 +26,27 @@ public sealed class DemoPlan
     public DemoPlan(string models, string outDir, string defect, int steps, int evalSeeds)
     {
         if (defect is not ("hazard" or "glitch")) throw new InvalidInputException($"--defect '{defect}': expected hazard or glitch");
+        if (steps < 1) throw new InvalidInputException($"--steps {steps}: expected at least 1 training step per method");
+        if (evalSeeds < 1) throw new InvalidInputException($"--eval-seeds {evalSeeds}: expected at least 1 seed per test prompt");
         if (!Directory.Exists(models)) throw new InvalidInputException($"{models}: bundled models folder not found (run from the repository root, or pass --models)");
         Models = models; OutDir = outDir; Defect = defect; Steps = steps; EvalSeeds = evalSeeds;
     }
+
+    public string RunDir(string method) => Path.Combine(OutDir, "runs", method);
+    public string CacheDir => Path.Combine(OutDir, "originals-cache");
+
+    /// <summary>
+    /// Everything the demo writes under its output folder: the three run folders, the shared originals cache, the
+    /// evaluation's images and plots, the report and prompts.json. Only these are replaced by --overwrite; anything
+    /// else in the folder stays.
+    /// </summary>
+    public IEnumerable<string> OwnedPaths => Methods.Select(RunDir).Concat(new[]
+    {
+        CacheDir, Path.Combine(OutDir, "images"), Path.Combine(OutDir, ReportWriter.PlotFolder), Path.Combine(OutDir, ReportWriter.JsonFile),
+        Path.Combine(OutDir, ReportWriter.MarkdownFile), Path.Combine(OutDir, ReportWriter.HtmlFile), Path.Combine(OutDir, PromptsFile),
+    });
+
+    public const string PromptsFile = "prompts.json";
 
     public string BaseModel => Path.Combine(Models, "base");
     public string RewardModel => Path.Combine(Models, $"reward-{Defect}");
@@ -48,7 +66,7 @@ public sealed class DemoPlan
     {
         Model = BaseModel,
         Objective = method,
-        OutputDir = Path.Combine(OutDir, "runs", method),
+        OutputDir = RunDir(method),
         Seed = 0,
         Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2, OnlyProblematic = Glitch },
         Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
@@ -59,7 +77,7 @@ public sealed class DemoPlan
         Constraint = new ConstraintConfig { Lambda = Glitch ? 0.3 : 1.0, Norm = "frobenius", Space = "pixel" },
         Optimizer = new OptimizerConfig { LearningRate = Glitch ? 4e-3 : 2e-3, GradClip = 1.0, WarmupSteps = 5 },
         // One disk cache of the originals for all three methods: same pool, sampling and masks (global reads them as zeros).
-        Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = Path.Combine(OutDir, "originals-cache") },
+        Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = CacheDir },
     };
 
     public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)
@@ -88,7 +106,7 @@ public sealed class DemoPlan
         };
         var result = Evaluator.Run(pipe, setup, OutDir, progress);
         var promptsJson = JsonSerializer.Serialize(prompts, new JsonSerializerOptions { WriteIndented = true });
-        IO.AtomicFile.WriteAllText(Path.Combine(OutDir, "prompts.json"), promptsJson + "\n");
+        IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), promptsJson + "\n");
         return result;
     }
 
