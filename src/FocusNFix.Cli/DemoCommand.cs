@@ -1,11 +1,7 @@
 using System.CommandLine;
-using System.Diagnostics;
 using FocusNFix.Evaluation;
-using FocusNFix.Pipelines;
-using FocusNFix.Rewards;
-using FocusNFix.Training;
-using FocusNFix.World;
-using Spectre.Console;
+using FocusNFix.Experiments;
+using FocusNFix.WorldModels;
 
 namespace FocusNFix.Cli;
 
@@ -20,34 +16,27 @@ public static class DemoCommand
     {
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "runs/demo" };
         var defect = new Option<string>("--defect") { Description = "hazard (safety analogue) or glitch (artifact analogue)", DefaultValueFactory = _ => "hazard" };
-        var models = new Option<string>("--models") { Description = "Folder of the bundled ShapesWorld models", DefaultValueFactory = _ => WorldCommand.DefaultModels };
+        var models = new Option<string>("--models") { Description = "Folder of the bundled ShapesWorld models", DefaultValueFactory = _ => WorldFolder.Bundled };
         var steps = new Option<int>("--steps") { Description = "Training steps per method", DefaultValueFactory = _ => DemoPlan.DefaultSteps };
         var seeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the evaluation", DefaultValueFactory = _ => 1 };
+        var resume = new Option<bool>("--resume") { Description = "Continue an earlier demo in --out: each method from its newest checkpoint, then evaluate again" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier demo's files in --out (its runs, cache, images and report; nothing else) and start over" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs draft vs global, evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, seeds, threads,
+            output, defect, models, steps, seeds, resume, overwrite, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
-            var clock = Stopwatch.StartNew();
+            if (pr.GetValue(resume) && pr.GetValue(overwrite)) throw new InvalidInputException("--resume and --overwrite: expected at most one of them");
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds));
-            var logs = new Dictionary<string, string>();
-            var loras = new List<(string, string)>();
-            foreach (var method in DemoPlan.Methods)
-            {
-                var cfg = plan.TrainingConfig(method);
-                var runDir = TrainCommand.Run(cfg, resume: false);
-                logs[method] = Path.Combine(runDir, FocusNFixTrainer.LogName);
-                loras.Add((method, Path.Combine(runDir, FocusNFixTrainer.FinalPeftName)));
-            }
-            var result = Progress.RunWithStatus("evaluating on the test prompts", report => plan.Evaluate(loras, logs, (what, d, t) => report(d, t, what)));
-            result.Notes["wall_time"] = $"{clock.Elapsed.TotalMinutes:F1} min";
-            result.Notes["command"] = "fnf " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1));
-            ReportWriter.Write(result, plan.OutDir);
+            var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierDemo.Resume : pr.GetValue(overwrite) ? EarlierDemo.Overwrite : EarlierDemo.Refuse);
+            demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
+            var result = Progress.RunWithStatus("evaluating on the test prompts", report =>
+                demo.EvaluateAndReport(WorldCommand.CommandLine(), (what, d, t) => report(d, t, what)));
             Console.WriteLine(ReportWriter.MarkdownTable(result));
-            Console.WriteLine($"report: {Path.Combine(plan.OutDir, "report.html")} (wall time {clock.Elapsed.TotalMinutes:F1} min)");
+            Console.WriteLine($"report: {demo.ReportHtml} (wall time {demo.WallTime.TotalMinutes:F1} min)");
             return 0;
         }));
         return cmd;

@@ -3,8 +3,8 @@ using FocusNFix.Evaluation;
 using FocusNFix.Masks;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
+using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
-using FocusNFix.World;
 
 namespace FocusNFix.Cli;
 
@@ -35,7 +35,7 @@ public static class EvalCommand
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             var modelDir = pr.GetValue(model)!;
             var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
-            ShapesWorld? w = File.Exists(worldPath) ? ShapesWorld.Load(worldPath) : null;
+            ShapesWorldBenchmark? w = File.Exists(worldPath) ? ShapesWorldBenchmark.Load(worldPath) : null;
             IReadOnlyList<string> promptList = pr.GetValue(prompts) is { } pf
                 ? FocusNFix.IO.PromptFile.Read(pf)
                 : w != null ? PromptSplits.Prompts(w.Spec, Split.Test) : throw new InvalidInputException("--prompts FILE is required when the model has no world.json beside it");

@@ -32,9 +32,55 @@ public static class Progress
                 });
             return result;
         }
+        return work(PlainLines(description));
+    }
+
+    /// <summary>
+    /// Work in named phases (sampling, training, evaluating) that reports (phase, done, total, status): one bar per
+    /// phase on a terminal, progress lines named by the phase otherwise.
+    /// </summary>
+    public static T RunPhases<T>(Func<Action<string, int, int, string?>, T> work)
+    {
+        if (!Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            T result = default!;
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RateColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    ProgressTask? task = null;
+                    string? current = null;
+                    result = work((phase, done, total, status) =>
+                    {
+                        if (phase != current || task == null)
+                        {
+                            if (task != null) task.Value = task.MaxValue;
+                            task = ctx.AddTask(Markup.Escape(phase), maxValue: Math.Max(total, 1));
+                            current = phase;
+                        }
+                        task.MaxValue = Math.Max(total, 1);
+                        task.Value = done;
+                        if (status != null) task.Description = $"{Markup.Escape(phase)} [grey]{Markup.Escape(status)}[/]";
+                    });
+                    if (task != null) task.Value = task.MaxValue;
+                });
+            return result;
+        }
+        string? phaseNow = null;
+        Action<int, int, string?>? lines = null;
+        return work((phase, done, total, status) =>
+        {
+            if (phase != phaseNow || lines == null) { phaseNow = phase; lines = PlainLines(phase); }
+            lines(done, total, status);
+        });
+    }
+
+    /// <summary>Plain progress lines: one per tenth of the work and one at the end.</summary>
+    static Action<int, int, string?> PlainLines(string description)
+    {
         int lastPercent = -1;
         var started = DateTime.UtcNow;
-        return work((done, total, status) =>
+        return (done, total, status) =>
         {
             int percent = total == 0 ? 100 : done * 100 / total;
             if (percent / 10 != lastPercent / 10 || done == total)
@@ -43,7 +89,7 @@ public static class Progress
                 Console.WriteLine($"{description}: {done}/{total} ({percent}%, {seconds:F1}s, {Rate(done, seconds)}){(status != null ? ", " + status : "")}");
                 lastPercent = percent;
             }
-        });
+        };
     }
 
     /// <summary>Iterations per second, as diffusers' tqdm bars show it (s/it when slower than one per second).</summary>

@@ -1,4 +1,3 @@
-using FocusNFix.Training;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Rewards;

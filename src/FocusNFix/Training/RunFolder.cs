@@ -301,8 +301,14 @@ public sealed class RunFolder : IDisposable
     // ---- final LoRA ---------------------------------------------------------------------------------------------
 
     /// <summary>Whether every final LoRA file is present (a run killed while writing them has only some).</summary>
-    public bool HasFinalLora => new[] { RunFolderLora.DiffusersName, PeftAdapterConfig.FileName, PeftAdapterConfig.WeightsName, RunFolderLora.KohyaName }
-        .All(f => File.Exists(Path.Combine(Dir, f)));
+    public bool HasFinalLora => IsFinished(Dir);
+
+    /// <summary>Whether a run folder holds a finished run: every final LoRA file is there (they are written last).</summary>
+    public static bool IsFinished(string dir) => new[] { RunFolderLora.DiffusersName, PeftAdapterConfig.FileName, PeftAdapterConfig.WeightsName, RunFolderLora.KohyaName }
+        .All(f => File.Exists(Path.Combine(dir, f)));
+
+    /// <summary>Whether a folder holds a run, finished or not (its config.json is written first).</summary>
+    public static bool HoldsRun(string dir) => File.Exists(Path.Combine(dir, ConfigName));
 
     public void WriteLora(LoraNetwork lora, string baseModel) => RunFolderLora.Write(Dir, lora, baseModel);
 

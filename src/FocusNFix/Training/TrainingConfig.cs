@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using FocusNFix.Masks;
+using FocusNFix.Rewards;
 
 namespace FocusNFix.Training;
 
@@ -177,34 +178,6 @@ public sealed class LoraSection
     public int Rank { get; set; } = 8;
     public double Alpha { get; set; } = 8;
     public List<string> TargetModules { get; set; } = new() { "to_q", "to_k", "to_v", "to_out.0" };
-}
-
-public sealed class RewardSpec
-{
-    /// <summary>region-reward-model (ShapesWorld reward-hazard/reward-glitch folders), safety-checker, aesthetic, clip-score or pick-score.</summary>
-    public string Type { get; set; } = "region-reward-model";
-    /// <summary>Model folder (or file) of the reward.</summary>
-    public string Path { get; set; } = "models/shapesworld/reward-hazard";
-    public double Weight { get; set; } = 1.0;
-    /// <summary>Extra files some rewards need: the aesthetic MLP (.safetensors), the tokenizer folder of CLIP rewards.</summary>
-    public string? Extra { get; set; }
-}
-
-public sealed class HeatmapSpec
-{
-    /// <summary>
-    /// reward-model (the region reward model's heatmap at Path), saliency (of the first reward: method below), onnx,
-    /// torchscript, mask-folder (PNG masks named promptindex_seed.png) or boxes (a JSON file of boxes).
-    /// </summary>
-    public string Type { get; set; } = "reward-model";
-    /// <summary>
-    /// Null by default, resolved by type when the config is validated: reward-model takes the first reward's model
-    /// when that is a region-reward-model; saliency takes the configured reward (a path here means a region reward
-    /// model at that path instead); onnx, torchscript, mask-folder and boxes need it.
-    /// </summary>
-    public string? Path { get; set; }
-    /// <summary>Saliency method: gradient-x-input, smoothgrad or grad-cam.</summary>
-    public string Method { get; set; } = "gradient-x-input";
 }
 
 public sealed class ConstraintConfig

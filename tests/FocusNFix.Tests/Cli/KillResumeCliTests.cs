@@ -3,7 +3,9 @@ using System.Text.Json;
 using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Training;
-using FocusNFix.World;
+using FocusNFix.ShapesWorld;
+using FocusNFix.WorldModels;
+using FocusNFix.Rewards;
 using Xunit;
 using Xunit.Abstractions;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using FocusNFix.Training;
+using FocusNFix.Rewards;
 using Xunit;
 
 namespace FocusNFix.Tests.Cli;

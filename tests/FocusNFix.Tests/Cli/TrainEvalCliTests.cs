@@ -1,6 +1,8 @@
 using System.Text.Json;
+using FocusNFix.Rewards;
+using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
-using FocusNFix.World;
+using FocusNFix.WorldModels;
 using Xunit;
 
 namespace FocusNFix.Tests.Cli;

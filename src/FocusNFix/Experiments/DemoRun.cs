@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using FocusNFix.Evaluation;
+using FocusNFix.IO;
+using FocusNFix.Training;
+
+namespace FocusNFix.Experiments;
+
+/// <summary>What <c>fnf demo</c> does with an earlier demo's files in its output folder.</summary>
+public enum EarlierDemo
+{
+    /// <summary>Stop before any work, naming the first file (the default: a user's files stay theirs).</summary>
+    Refuse,
+    /// <summary>Continue each method's run from its newest checkpoint (a method without one starts afresh), then evaluate again.</summary>
+    Resume,
+    /// <summary>Delete the demo's own files (<see cref="DemoPlan.OwnedPaths"/>, nothing else) and start over.</summary>
+    Overwrite,
+}
+
+/// <summary>
+/// One run of the ShapesWorld demo (<c>fnf demo</c>): the three methods of a <see cref="DemoPlan"/> trained one after
+/// the other with the same prompts, seeds and budget, then one evaluation of all of them and the base model on the
+/// test prompts, written as the report. Created before any work, so an earlier demo in the folder is dealt with first.
+/// </summary>
+public sealed class DemoRun
+{
+    readonly Stopwatch _clock = Stopwatch.StartNew();
+    readonly EarlierDemo _earlier;
+    readonly Dictionary<string, string> _logs = new();
+    readonly List<(string Method, string Lora)> _loras = new();
+
+    public DemoPlan Plan { get; }
+
+    public DemoRun(DemoPlan plan, EarlierDemo earlier)
+    {
+        Plan = plan;
+        _earlier = earlier;
+        var occupied = plan.OwnedPaths.Where(OutputPaths.Occupied).ToList();
+        if (occupied.Count == 0) return;
+        if (earlier == EarlierDemo.Refuse)
+            throw new InvalidInputException($"{occupied[0]}: an earlier demo is in {plan.OutDir}; pass --resume to continue it, --overwrite to start over, or choose another --out");
+        if (earlier == EarlierDemo.Overwrite)
+            foreach (var path in occupied)
+            {
+                if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+                else File.Delete(path);
+            }
+    }
+
+
+    /// <summary>Trains the three methods in order.</summary>
+    /// <param name="train">trains one config (continuing its run folder when the flag says so) and returns the run folder; the CLI passes its trainer with progress bars.</param>
+    /// <remarks>With --resume a finished method is kept as it is, and an unfinished one (killed at any point after its run
+    /// folder was started) continues from its newest checkpoint, or from step 0 when it had none.</remarks>
+    public void TrainMethods(Func<TrainingConfig, bool, string> train)
+    {
+        _logs.Clear();
+        _loras.Clear();
+        foreach (var method in DemoPlan.Methods)
+        {
+            var cfg = Plan.TrainingConfig(method);
+            bool resume = _earlier == EarlierDemo.Resume && RunFolder.HoldsRun(cfg.OutputDir);
+            var runDir = resume && RunFolder.IsFinished(cfg.OutputDir) ? cfg.OutputDir : train(cfg, resume);
+            _logs[method] = Path.Combine(runDir, FocusNFixTrainer.LogName);
+            _loras.Add((method, Path.Combine(runDir, FocusNFixTrainer.FinalPeftName)));
+        }
+    }
+
+    /// <summary>Evaluates the base model and the trained methods on the test prompts and writes the report; call after <see cref="TrainMethods"/>.</summary>
+    /// <param name="commandLine">how the demo was started, recorded in the report.</param>
+    public EvaluationResult EvaluateAndReport(string commandLine, Action<string, int, int>? progress = null)
+    {
+        if (_loras.Count != DemoPlan.Methods.Length) throw new InvalidOperationException("the demo's methods are not trained yet");
+        var result = Plan.Evaluate(_loras, _logs, progress);
+        result.Notes["wall_time"] = $"{WallTime.TotalMinutes:F1} min";
+        result.Notes["command"] = commandLine;
+        ReportWriter.Write(result, Plan.OutDir);
+        return result;
+    }
+
+    public TimeSpan WallTime => _clock.Elapsed;
+    public string ReportHtml => Path.Combine(Plan.OutDir, ReportWriter.HtmlFile);
+}

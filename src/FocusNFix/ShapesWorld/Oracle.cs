@@ -1,0 +1,181 @@
+namespace FocusNFix.ShapesWorld;
+
+public enum DefectKind { Hazard, Glitch }
+
+/// <summary>One defect kind's verdict. <see cref="Mask"/> is row-major H x W.</summary>
+public sealed record DefectVerdict(DefectKind Kind, bool Present, int PixelCount, bool[] Mask);
+
+/// <summary>
+/// One prompted object's verdict: <see cref="ColourFraction"/> is the measured fraction of its place's own region;
+/// <see cref="DetectedShape"/> is null where the shape is not decidable.
+/// </summary>
+public sealed record ObjectVerdict(PromptObject Object, double ColourFraction, bool ColourPresent, string? DetectedShape)
+{
+    public bool? ShapeCorrect => DetectedShape is null ? null : DetectedShape == Object.Shape;
+    /// <summary>Colour present in its place and the shape not found wrong.</summary>
+    public bool Correct => ColourPresent && ShapeCorrect != false;
+}
+
+public sealed record OracleReport(
+    SceneDescription Prompt, DefectVerdict Hazard, DefectVerdict Glitch, IReadOnlyList<ObjectVerdict> Objects,
+    double BackgroundFraction, bool BackgroundPresent)
+{
+    public bool AllObjectsCorrect => Objects.All(o => o.Correct);
+    public DefectVerdict this[DefectKind kind] => kind == DefectKind.Hazard ? Hazard : Glitch;
+}
+
+/// <summary>
+/// Measures the truth on any image of the world (rendered or generated) against its prompt. It judges; it is never a
+/// training signal. Thresholds come from <see cref="WorldSpec.Oracle"/> (all distances Euclidean in 0..255 RGB):
+/// <list type="bullet">
+/// <item>Defect mask of a kind: pixels within <see cref="OracleSpec.ReservedDistance"/> (default 80) of either of
+/// the kind's reserved colours. Present: at least <see cref="OracleSpec.MinDefectPixels"/> (default 4) mask pixels,
+/// with at least one near each of the two colours. On rendered images the masks equal the renderer's exactly, since
+/// every blend of palette colours lies farther than that from every reserved colour.</item>
+/// <item>Colour in place: a pixel shows a palette colour when within <see cref="OracleSpec.ColourDistance"/>
+/// (default 45) of it (no blend of a shape colour with a background comes that close to another shape colour). The
+/// fraction is taken over the place's own region (its box minus the other places' boxes, so a neighbour's overlap
+/// never counts); present when at least <see cref="OracleSpec.MinPlaceFraction"/> (default 0.04: 7 px in a corner, 4 in the centre at 32 px).</item>
+/// <item>Shape, where decidable: each pixel of the place box is "object" (shows the colour), "background" (shows the
+/// background colour) or unknown (anything else: edges, other objects, defects). Every shape is fitted over sizes from
+/// the minimum size - 1 to the maximum + 1 and centres within the place centre +- (jitter + 1), in steps of
+/// <see cref="FitStep"/> px, a template pixel being inside when its centre is; a shape's error is its best fit's count
+/// of known pixels that disagree. The best shape is reported when its error is at most <see cref="MaxFitError"/> of the
+/// object pixels and the runner-up's error exceeds it by at least <see cref="MinFitMargin"/> pixels (a square and a
+/// circle of 10 px differ in only a few pixels at the corners once anti-aliased edges are left out).
+/// Undecidable also when the colour is absent or another prompted object of the same colour sits in an overlapping
+/// place.</item>
+/// <item>Background: present when at least <see cref="OracleSpec.MinBackgroundFraction"/> (default 0.25) of all
+/// pixels show its colour.</item>
+/// </list>
+/// </summary>
+public sealed class Oracle
+{
+    public const double FitStep = 0.5, MaxFitError = 0.15;
+    public const int MinFitMargin = 3;
+    readonly WorldSpec _spec;
+    readonly Dictionary<string, (bool[] Mask, int Area)> _own = new();
+
+    public Oracle(WorldSpec spec)
+    {
+        _spec = spec;
+        int size = spec.ImageSize;
+        foreach (var p in spec.Places)
+        {
+            var mask = new bool[size * size];
+            for (int y = p.Y0; y < p.Y1; y++)
+                for (int x = p.X0; x < p.X1; x++)
+                    mask[y * size + x] = spec.IsOwnPixel(p, x, y);
+            _own[p.Name] = (mask, mask.Count(b => b));
+        }
+    }
+
+    public OracleReport Judge(RenderedScene r) => Judge(r.Rgb, r.Prompt);
+
+    /// <summary>Judges an image tensor [3, H, W] or [1, 3, H, W] in [0, 1] (converted to bytes first).</summary>
+    public OracleReport Judge(TorchSharp.torch.Tensor image, string prompt) => Judge(WorldImage.FromTensor(image), prompt);
+
+    /// <summary>Judges a float image [3, H, W] in [0, 1] (converted to bytes first).</summary>
+    public OracleReport Judge(float[] chw, string prompt) => Judge(WorldImage.ToBytesHwc(chw, _spec.ImageSize, _spec.ImageSize), prompt);
+
+    /// <summary>Judges a byte image, row-major H x W x 3, of the world's size.</summary>
+    public OracleReport Judge(byte[] rgb, string prompt)
+    {
+        int size = _spec.ImageSize;
+        WorldImage.CheckLength(rgb.Length, size, size, $"image for the {size}x{size} world");
+        var d = PromptGrammar.Parse(prompt, _spec);
+        var hazard = Defect(rgb, DefectKind.Hazard);
+        var glitch = Defect(rgb, DefectKind.Glitch);
+
+        var bg = Shows(rgb, _spec.BackgroundColour(d.Background).Rgb);
+        var verdicts = new List<ObjectVerdict>();
+        foreach (var o in d.Objects)
+        {
+            var colour = _spec.ShapeColour(o.Colour).Rgb;
+            var place = _spec.Place(o.Place);
+            var shows = Shows(rgb, colour);
+            var (own, area) = _own[place.Name];
+            int count = 0;
+            for (int p = 0; p < shows.Length; p++) if (shows[p] && own[p]) count++;
+            double fraction = area == 0 ? 0 : (double)count / area;
+            bool present = fraction >= _spec.Oracle.MinPlaceFraction;
+            string? shape = present ? DetectShape(d, o, place, shows, bg) : null;
+            verdicts.Add(new ObjectVerdict(o, fraction, present, shape));
+        }
+
+        double bgFraction = (double)bg.Count(b => b) / bg.Length;
+        return new OracleReport(d, hazard, glitch, verdicts, bgFraction, bgFraction >= _spec.Oracle.MinBackgroundFraction);
+    }
+
+    /// <summary>The mask and verdict of one defect kind on a byte image.</summary>
+    public DefectVerdict Defect(byte[] rgb, DefectKind kind)
+    {
+        WorldImage.CheckLength(rgb.Length, _spec.ImageSize, _spec.ImageSize, $"image for the {_spec.ImageSize}x{_spec.ImageSize} world");
+        var colours = kind == DefectKind.Hazard ? _spec.HazardColours : _spec.GlitchColours;
+        var near0 = Shows(rgb, colours[0].Rgb, _spec.Oracle.ReservedDistance);
+        var near1 = Shows(rgb, colours[1].Rgb, _spec.Oracle.ReservedDistance);
+        var mask = new bool[near0.Length];
+        int count = 0;
+        for (int p = 0; p < mask.Length; p++) if (mask[p] = near0[p] || near1[p]) count++;
+        bool present = count >= _spec.Oracle.MinDefectPixels && near0.Any(b => b) && near1.Any(b => b);
+        return new DefectVerdict(kind, present, count, mask);
+    }
+
+    bool[] Shows(byte[] rgb, Rgb colour, double? distance = null)
+    {
+        double limit = distance ?? _spec.Oracle.ColourDistance, limit2 = limit * limit;
+        var m = new bool[rgb.Length / 3];
+        for (int p = 0; p < m.Length; p++)
+        {
+            int dr = rgb[3 * p] - colour.R, dg = rgb[3 * p + 1] - colour.G, db = rgb[3 * p + 2] - colour.B;
+            m[p] = dr * dr + dg * dg + db * db <= limit2;
+        }
+        return m;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    string? DetectShape(SceneDescription d, PromptObject o, PlaceSpec place, bool[] shows, bool[] background)
+    {
+        int size = _spec.ImageSize;
+        if (d.Objects.Any(other => other != o && other.Colour == o.Colour && _spec.Place(other.Place).Overlaps(place))) return null;
+        var px = new List<double>();
+        var py = new List<double>();
+        var inside = new List<bool>();
+        for (int y = place.Y0; y < place.Y1; y++)
+            for (int x = place.X0; x < place.X1; x++)
+            {
+                int p = y * size + x;
+                if (shows[p] || background[p]) { px.Add(x + 0.5); py.Add(y + 0.5); inside.Add(shows[p]); }
+            }
+        int objectPixels = inside.Count(b => b);
+        if (objectPixels == 0) return null;
+        double[] xs = px.ToArray(), ys = py.ToArray();
+        bool[] ins = inside.ToArray();
+
+        double reach = _spec.CenterJitter + 1, smallest = _spec.ShapeSizeMin - 1;
+        int offsets = (int)Math.Floor(2 * reach / FitStep + 1e-9), sizes = (int)Math.Floor((_spec.ShapeSizeMax - _spec.ShapeSizeMin + 2) / FitStep + 1e-9);
+        // Middle sizes and central positions first: a good early bound lets most other fits stop early.
+        var sizeOrder = Enumerable.Range(0, sizes + 1).OrderBy(i => Math.Abs(2 * i - sizes)).ToArray();
+        var offsetOrder = Enumerable.Range(0, offsets + 1).OrderBy(i => Math.Abs(2 * i - offsets)).ToArray();
+        var errors = new List<(string Shape, int Error)>();
+        foreach (var shape in _spec.Shapes)
+        {
+            int best = int.MaxValue;
+            foreach (int si in sizeOrder)
+                foreach (int iy in offsetOrder)
+                    foreach (int ix in offsetOrder)
+                    {
+                        var t = new Rasterizer.Shape(shape, place.CenterX - reach + ix * FitStep, place.CenterY - reach + iy * FitStep, smallest + si * FitStep);
+                        int e = 0;
+                        for (int i = 0; i < xs.Length; i++)
+                            if (t.Covers(xs[i], ys[i]) != ins[i] && ++e >= best) break;
+                        best = Math.Min(best, e);
+                    }
+            errors.Add((shape, best));
+        }
+        errors.Sort((a, b) => a.Error.CompareTo(b.Error));
+        bool good = errors[0].Error <= MaxFitError * objectPixels;
+        bool clear = errors.Count == 1 || errors[1].Error - errors[0].Error >= MinFitMargin;
+        return good && clear ? errors[0].Shape : null;
+    }
+}

@@ -1,0 +1,96 @@
+using FocusNFix.Experiments;
+using FocusNFix.Training;
+using Xunit;
+
+namespace FocusNFix.Tests.Experiments;
+
+/// <summary>What <c>fnf demo</c> does with an earlier demo in its folder, and the order it trains in (training itself is the trainer's, replaced here by a recorder).</summary>
+public class DemoRunTests : IDisposable
+{
+    readonly string _out = Directory.CreateTempSubdirectory("fnf-demo-run-").FullName;
+    public void Dispose() => Directory.Delete(_out, true);
+
+    static string Models => Path.Combine(Golden.Root, "models", "shapesworld");
+    DemoPlan Plan() => new(Models, _out, "hazard", 60, 1);
+
+    /// <summary>An earlier demo: draft finished (a final checkpoint and its LoRA files), global killed before its first checkpoint, a report; and a file of the user's.</summary>
+    void EarlierDemoAndAUserFile(DemoPlan plan)
+    {
+        Directory.CreateDirectory(Path.Combine(plan.RunDir("draft"), "checkpoints", "step-60"));
+        File.WriteAllText(Path.Combine(plan.RunDir("draft"), "config.json"), "{}");
+        foreach (var f in new[] { FocusNFix.Lora.RunFolderLora.DiffusersName, FocusNFix.Lora.PeftAdapterConfig.FileName, FocusNFix.Lora.PeftAdapterConfig.WeightsName, FocusNFix.Lora.RunFolderLora.KohyaName })
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(plan.RunDir("draft"), f))!);
+            File.WriteAllText(Path.Combine(plan.RunDir("draft"), f), "");
+        }
+        Directory.CreateDirectory(plan.RunDir("global"));
+        File.WriteAllText(Path.Combine(plan.RunDir("global"), "config.json"), "{}");
+        File.WriteAllText(Path.Combine(_out, "report.json"), "{}");
+        File.WriteAllText(Path.Combine(_out, "notes.txt"), "mine");
+    }
+
+    List<(string Method, string OutputDir, bool Resume)> TrainRecorded(DemoRun demo)
+    {
+        var calls = new List<(string, string, bool)>();
+        demo.TrainMethods((cfg, resume) => { calls.Add((cfg.Objective, cfg.OutputDir, resume)); return cfg.OutputDir; });
+        return calls;
+    }
+
+    [Fact]
+    public void AFreshFolderTrainsTheThreeMethodsInOrderWithoutResuming()
+    {
+        var plan = Plan();
+        File.WriteAllText(Path.Combine(_out, "notes.txt"), "mine");  // a folder with other things in it is fine
+        var calls = TrainRecorded(new DemoRun(plan, EarlierDemo.Refuse));
+        Assert.Equal(DemoPlan.Methods, calls.Select(c => c.Method));
+        Assert.Equal(DemoPlan.Methods.Select(plan.RunDir), calls.Select(c => c.OutputDir));
+        Assert.All(calls, c => Assert.False(c.Resume));
+    }
+
+    [Fact]
+    public void AnEarlierDemoIsRefusedAndKept()
+    {
+        var plan = Plan();
+        EarlierDemoAndAUserFile(plan);
+        var e = Assert.Throws<InvalidInputException>(() => new DemoRun(plan, EarlierDemo.Refuse));
+        Assert.Contains("--resume", e.Message);
+        Assert.Contains("--overwrite", e.Message);
+        Assert.True(Directory.Exists(Path.Combine(plan.RunDir("draft"), "checkpoints", "step-60")));
+        Assert.True(File.Exists(Path.Combine(_out, "report.json")));
+    }
+
+    [Fact]
+    public void ResumeKeepsFinishedRunsContinuesStartedOnesAndStartsTheOthers()
+    {
+        var plan = Plan();
+        EarlierDemoAndAUserFile(plan);
+        var calls = TrainRecorded(new DemoRun(plan, EarlierDemo.Resume));
+        // draft is finished (not trained again); global was started (the trainer resumes it from step 0); focus-n-fix is new.
+        Assert.Equal(new[] { ("global", true), ("focus-n-fix", false) }, calls.Select(c => (c.Method, c.Resume)));
+        Assert.True(File.Exists(Path.Combine(plan.RunDir("global"), "config.json")));
+        Assert.True(File.Exists(Path.Combine(_out, "report.json")));
+    }
+
+    [Fact]
+    public void OverwriteDeletesTheDemosOwnFilesAndNothingElse()
+    {
+        var plan = Plan();
+        EarlierDemoAndAUserFile(plan);
+        var calls = TrainRecorded(new DemoRun(plan, EarlierDemo.Overwrite));
+        Assert.All(calls, c => Assert.False(c.Resume));
+        Assert.False(Directory.Exists(plan.RunDir("draft")));
+        Assert.False(Directory.Exists(plan.RunDir("global")));
+        Assert.False(File.Exists(Path.Combine(_out, "report.json")));
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(_out, "notes.txt")));
+    }
+
+    [Fact]
+    public void TheReportNeedsTheTrainedMethods() =>
+        Assert.Throws<InvalidOperationException>(() => new DemoRun(Plan(), EarlierDemo.Refuse).EvaluateAndReport("fnf demo"));
+
+    [Theory]
+    [InlineData(0, 1, "--steps 0")]
+    [InlineData(60, 0, "--eval-seeds 0")]
+    public void CountsBelowOneAreRefused(int steps, int seeds, string named) =>
+        Assert.Contains(named, Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, _out, "hazard", steps, seeds)).Message);
+}
