@@ -24,15 +24,23 @@ public static class DemoCommand
         var steps = new Option<int>("--steps") { Description = "Training steps per method", DefaultValueFactory = _ => DemoPlan.DefaultSteps };
         var seeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the evaluation", DefaultValueFactory = _ => 1 };
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs draft vs global, evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, seeds, threads,
+            output, defect, models, steps, seeds, threads, device, dtype,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             var clock = Stopwatch.StartNew();
             CommonOptions.ApplyThreads(pr.GetValue(threads));
-            var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds));
+            // Parsed here so a bad value fails before any training starts.
+            CommonOptions.ParseDevice(pr.GetValue(device)!);
+            CommonOptions.ParseDType(pr.GetValue(dtype)!);
+            var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds))
+            {
+                Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!,
+            };
             var logs = new Dictionary<string, string>();
             var loras = new List<(string, string)>();
             foreach (var method in DemoPlan.Methods)

@@ -30,6 +30,7 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly Dictionary<string, Tensor> _condCache = new();
     int _startStep;
     readonly bool _ownsReward;
+    readonly IHeatmapSource? _ownedHeatmap;
     readonly List<int> _active;
     int _skipped;
 
@@ -37,10 +38,12 @@ public sealed class FocusNFixTrainer : IDisposable
     public const string FinalKohyaName = RunFolderLora.KohyaName;
     public const string LogName = "log.jsonl";
 
-    /// <param name="reward">overrides the config's rewards (tests, custom rewards from code).</param>
-    /// <param name="heatmapOverride">overrides the config's heatmap source.</param>
+    /// <param name="reward">overrides the config's rewards (tests, custom rewards from code); moved to the pipeline's
+    /// device, still owned by the caller.</param>
+    /// <param name="heatmapOverride">overrides the config's heatmap source; moved to the pipeline's device, still owned
+    /// by the caller.</param>
     public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null,
-        IReward? reward = null, HeatmapFunction? heatmapOverride = null)
+        IReward? reward = null, IHeatmapSource? heatmapOverride = null)
     {
         Config = config;
         RunDir = config.OutputDir;
@@ -56,14 +59,17 @@ public sealed class FocusNFixTrainer : IDisposable
         AtomicFile.WriteAllText(Path.Combine(RunDir, "config.json"), config.ToJson());
 
         manual_seed(config.Seed);
-        _pipe = TextToImagePipeline.Load(config.Model, new Device(config.Device), ParseDType(config.Dtype));
+        _pipe = TextToImagePipeline.Load(config.Model, Placement.ParseDevice(config.Device, "device"), Placement.ParseDType(config.Dtype, "dtype"));
         if (config.Sampling.Scheduler is { } s) _pipe.UseScheduler(s);
         foreach (var p in _pipe.Unet.parameters().Concat(_pipe.TextEncoder.parameters())) p.requires_grad = false;
         if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
 
         _ownsReward = reward is null;
-        _reward = reward ?? RewardFactory.CreateRewards(config.Rewards);
-        var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _reward);
+        _reward = reward ?? RewardFactory.CreateRewards(config.Rewards, _pipe.Device);
+        _reward.To(_pipe.Device);
+        var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _pipe.Device, _reward);
+        _ownedHeatmap = heatmapOverride is null ? heatmap : null;
+        heatmap.To(_pipe.Device);
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
         var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Path.Combine(RunDir, "cache") : null;
@@ -101,12 +107,6 @@ public sealed class FocusNFixTrainer : IDisposable
     public LoraNetwork Lora => _lora;
     public TextToImagePipeline Pipeline => _pipe;
     public OriginalCache Cache => _cache;
-
-    static ScalarType ParseDType(string s) => s switch
-    {
-        "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, "float16" => ScalarType.Float16,
-        _ => throw new InvalidInputException($"dtype '{s}': expected float32, bfloat16 or float16"),
-    };
 
     static SampleOptions SamplingOptions(TrainingConfig c) => new() { Steps = c.Sampling.Steps!.Value, GuidanceScale = c.Sampling.GuidanceScale!.Value, Eta = c.Sampling.Eta };
 
@@ -323,8 +323,12 @@ public sealed class FocusNFixTrainer : IDisposable
         var tmp = final + ".tmp";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        Safetensors.Save(Path.Combine(tmp, "lora_state.safetensors"), _lora.StateDict());
-        Safetensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
+        // The state dicts hold fresh handles (views, the step counter): disposed here, not left to the garbage collector.
+        using (var scope = NewDisposeScope())
+        {
+            Safetensors.Save(Path.Combine(tmp, "lora_state.safetensors"), _lora.StateDict());
+            Safetensors.Save(Path.Combine(tmp, "optimizer.safetensors"), Optimizer.StateDict());
+        }
         File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(new
         {
             step = nextStep,
@@ -344,9 +348,11 @@ public sealed class FocusNFixTrainer : IDisposable
         var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "state.json"))).RootElement;
         _startStep = state.GetProperty("step").GetInt32();
         _skipped = state.GetProperty("skipped_steps").GetInt32();
-        var weights = Safetensors.Load(Path.Combine(dir, "lora_state.safetensors"));
-        _lora.LoadStateDict(weights, Path.Combine(dir, "lora_state.safetensors"));
-        Optimizer.LoadStateDict(Safetensors.Load(Path.Combine(dir, "optimizer.safetensors")), Path.Combine(dir, "optimizer.safetensors"));
+        using (var scope = NewDisposeScope())
+        {
+            _lora.LoadStateDict(Safetensors.Load(Path.Combine(dir, "lora_state.safetensors")), Path.Combine(dir, "lora_state.safetensors"));
+            Optimizer.LoadStateDict(Safetensors.Load(Path.Combine(dir, "optimizer.safetensors")), Path.Combine(dir, "optimizer.safetensors"));
+        }
         // Keep log.jsonl consistent with the resumed step: drop rows the checkpoint does not cover.
         var log = Path.Combine(RunDir, LogName);
         if (File.Exists(log))
@@ -362,6 +368,8 @@ public sealed class FocusNFixTrainer : IDisposable
     {
         _cache.Dispose();
         Optimizer.Dispose();
+        _lora.Dispose();
+        _ownedHeatmap?.Dispose();
         _uncond.Dispose();
         foreach (var t in _condCache.Values) t.Dispose();
         _pipe.Dispose();

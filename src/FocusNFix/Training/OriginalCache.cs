@@ -37,7 +37,7 @@ public sealed class OriginalCache : IDisposable
     /// <param name="key">what the entries depend on besides the pool (the trainer's: model, sampling, dtype, device,
     /// heatmap, mask, rewards), as text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
     public static OriginalCache Build(TextToImagePipeline pipe, IReadOnlyList<PoolEntry> pool, SampleOptions sampling,
-        HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
+        IHeatmapSource heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
         string? key = null)
     {
         var manifest = ManifestText(pool, key);
@@ -67,7 +67,9 @@ public sealed class OriginalCache : IDisposable
             var w = image.Images.shape[3];
             var noise = pipe.NoiseFromSeeds(seeds, (int)(h / pipe.VaeScaleFactor), (int)(w / pipe.VaeScaleFactor));
             Tensor heat;
-            using (no_grad()) heat = heatmap(image.Images, prompts, chunk.Select(i => (pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
+            using (no_grad()) heat = heatmap.Compute(image.Images, chunk.Select(i => new HeatmapKey(pool[i].Prompt, pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
+            if (!Placement.Same(heat.device, pipe.Device))
+                throw new InvalidOperationException($"the heatmap source {heatmap.GetType().Name} returned its map on {heat.device}, not on the images' device {pipe.Device}");
             var mask = HeatmapMask.FromHeatmap(heat, maskOptions);
             for (int k = 0; k < chunk.Count; k++)
             {
