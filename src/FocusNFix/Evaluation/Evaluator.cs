@@ -72,6 +72,9 @@ public static class Evaluator
         Tensor? baseImages = null, baseMasks = null, baseHeat = null;
         foreach (var (method, loraPath) in methods)
         {
+            // Every tensor of a method (its images, their views, the LoRA) ends with it; the base images, heatmaps and
+            // masks are detached and kept until the picture rows are written.
+            using var methodScope = NewDisposeScope();
             LoraNetwork? lora = loraPath != null ? LoraNetwork.Load(pipe.Unet, loraPath) : null;
             try
             {
@@ -82,9 +85,10 @@ public static class Evaluator
                     {
                         baseHeat = Batched(images, jobs, s.BatchSize, pipe.Device,
                             (im, js) => s.Heatmap.Compute(im, js.Select(j => new HeatmapKey(j.Prompt, j.Index, j.Seed)).ToList()));
-                        baseMasks = HeatmapMask.FromHeatmap(baseHeat, s.Mask);
+                        baseMasks = HeatmapMask.FromHeatmap(baseHeat, s.Mask).DetachFromDisposeScope();
+                        baseHeat.DetachFromDisposeScope();
                     }
-                    baseImages = images;
+                    baseImages = images.DetachFromDisposeScope();
                 }
                 var dir = Path.Combine(outDir, "images", method);
                 for (int k = 0; k < jobs.Count; k++)
@@ -122,7 +126,8 @@ public static class Evaluator
             var chunk = jobs.Skip(start).Take(s.BatchSize).ToList();
             using var r = pipe.Sample(chunk.Select(j => j.Prompt).ToList(),
                 new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta, Seeds = chunk.Select(j => j.Seed).ToList() });
-            parts.Add(r.Images.cpu().clone());
+            using var onCpu = r.Images.cpu();
+            parts.Add(onCpu.clone());
             progress(Math.Min(start + s.BatchSize, jobs.Count), jobs.Count);
         }
         var all = cat(parts, 0);
@@ -196,9 +201,12 @@ public static class Evaluator
         List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir, Func<int, string, GenerationInfo> info)
     {
         // Rows with a non-empty mask first: those are the images the fix is about.
-        var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => masks[k].sum().item<float>() > 0).ThenBy(k => k).Take(s.PictureRows).ToList();
+        bool[] nonEmpty;
+        using (NewDisposeScope()) nonEmpty = Enumerable.Range(0, jobs.Count).Select(k => masks[k].sum().item<float>() > 0).ToArray();
+        var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => nonEmpty[k]).ThenBy(k => k).Take(s.PictureRows).ToList();
         foreach (var k in order)
         {
+            using var rowScope = NewDisposeScope();
             var (index, prompt, seed) = jobs[k];
             string name = $"{index}_{seed}.png";
             var row = new PictureRow { PromptIndex = index, Seed = seed, Prompt = prompt, BaseImage = Path.Combine("images", BaseMethod, name) };
