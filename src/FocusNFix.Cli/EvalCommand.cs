@@ -48,9 +48,9 @@ public static class EvalCommand
             TrainedRun.CheckAgree(trained, overridden);
             var run = trained.FirstOrDefault()?.Config;
 
-            var modelDir = pr.GetValue(model) ?? run?.Model ?? throw new InvalidInputException("--model DIR is required (or --run DIR of a training run)");
             var placement = CommonOptions.ParseDevice(Given(device) || run is null ? pr.GetValue(device)! : run.Device);
             var precision = CommonOptions.ParseDType(Given(dtype) || run is null ? pr.GetValue(dtype)! : run.Dtype);
+            var modelDir = pr.GetValue(model) ?? run?.Model ?? throw new InvalidInputException("--model DIR is required (or --run DIR of a training run)");
             var schedulerName = pr.GetValue(scheduler) ?? run?.Sampling.Scheduler;
             var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
             ShapesWorld? w = File.Exists(worldPath) ? ShapesWorld.Load(worldPath) : null;
