@@ -9,7 +9,7 @@ public enum HeatmapInputRange { ZeroToOne, MinusOneToOne }
 /// <summary>What the external model's output holds.</summary>
 public enum HeatmapOutputKind { Probability, Logit }
 
-/// <summary>Option parsing, input checks and output normalisation shared by the external sources.</summary>
+/// <summary>Option parsing and output normalisation shared by the external model sources (ONNX, TorchScript).</summary>
 public static class HeatmapModelIO
 {
     /// <summary>Parses "0,1" or "-1,1" (spaces allowed), as written in configs and on the command line.</summary>
