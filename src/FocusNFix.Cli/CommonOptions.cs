@@ -17,19 +17,9 @@ public static class CommonOptions
     /// <summary>Guidance scale; unset means the model's recommended sampling (resolve with PipelineFolder.ResolveSampling).</summary>
     public static Option<double?> Guidance() => new("--guidance") { Description = "Classifier-free guidance scale, none at 1 or below (default: the model's _focusnfix_sampling in model_index.json, else 7.5)" };
 
-    public static Device ParseDevice(string text)
-    {
-        try { return new Device(text); }
-        catch (Exception e) { throw new InvalidInputException($"--device '{text}': {e.Message} (expected cpu, cuda or cuda:N)"); }
-    }
+    public static Device ParseDevice(string text) => Placement.ParseDevice(text, "--device");
 
-    public static ScalarType ParseDType(string text) => text.ToLowerInvariant() switch
-    {
-        "float32" or "fp32" => ScalarType.Float32,
-        "bfloat16" or "bf16" => ScalarType.BFloat16,
-        "float16" or "fp16" => ScalarType.Float16,
-        _ => throw new InvalidInputException($"--dtype '{text}': expected float32, bfloat16 or float16"),
-    };
+    public static ScalarType ParseDType(string text) => Placement.ParseDType(text, "--dtype");
 
     public static void ApplyThreads(int threads)
     {

@@ -22,15 +22,23 @@ public static class DemoCommand
         var resume = new Option<bool>("--resume") { Description = "Continue an earlier demo in --out: each method from its newest checkpoint, then evaluate again" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier demo's files in --out (its runs, cache, images and report; nothing else) and start over" };
         var threads = CommonOptions.Threads();
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs draft vs global, evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, seeds, resume, overwrite, threads,
+            output, defect, models, steps, seeds, resume, overwrite, threads, device, dtype,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             if (pr.GetValue(resume) && pr.GetValue(overwrite)) throw new InvalidInputException("--resume and --overwrite: expected at most one of them");
             CommonOptions.ApplyThreads(pr.GetValue(threads));
-            var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds));
+            // Parsed here so a bad value fails before any training starts.
+            CommonOptions.ParseDevice(pr.GetValue(device)!);
+            CommonOptions.ParseDType(pr.GetValue(dtype)!);
+            var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds))
+            {
+                Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!,
+            };
             var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierDemo.Resume : pr.GetValue(overwrite) ? EarlierDemo.Overwrite : EarlierDemo.Refuse);
             demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
             var result = Progress.RunWithStatus("evaluating on the test prompts", report =>

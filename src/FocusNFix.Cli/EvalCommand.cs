@@ -1,8 +1,8 @@
 using System.CommandLine;
 using FocusNFix.Evaluation;
-using FocusNFix.Masks;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
+using FocusNFix.Schedulers;
 using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
 
@@ -13,57 +13,85 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Base pipeline folder", Required = true };
+        var runs = new Option<string[]>("--run") { Description = "[NAME=]DIR of a training run folder (repeat): its LoRA and log are compared, and the model, sampling (steps, guidance, eta, scheduler), device, dtype, reward, heatmap and mask settings come from its config.json unless given here; NAME defaults to the run's objective", DefaultValueFactory = _ => Array.Empty<string>() };
+        var model = new Option<string?>("--model") { Description = "Base pipeline folder (required without --run)" };
         var loras = new Option<string[]>("--lora") { Description = "NAME=FILE of a LoRA to compare (repeat for several)", DefaultValueFactory = _ => Array.Empty<string>() };
         var logs = new Option<string[]>("--training-log") { Description = "NAME=log.jsonl of a training run, for the curves (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var prompts = new Option<string?>("--prompts") { Description = "Prompt file, one per line (default: the world's test split)" };
         var world = new Option<string?>("--world") { Description = "world.json: enables the oracle figures (default: world.json beside the model folder, if any)" };
         var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 };
-        var target = new Option<string>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed)", Required = true };
+        var target = new Option<string?>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed; required without --run, which takes the run's rewards)" };
         var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
-        var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap); masks are built with the training defaults (threshold 0.5, dilation 2, no normalisation)", Required = true };
+        var heatmap = new Option<string?>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap; required without --run, which takes the run's); without --run masks are built with the training defaults (threshold 0.5, dilation 2, no normalisation)" };
         var steps = CommonOptions.SamplingSteps();
         var guidance = CommonOptions.Guidance();
+        var scheduler = new Option<string?>("--scheduler") { Description = $"Scheduler: {string.Join("|", SchedulerFactory.Names)} (default: the run's, else the pipeline's own)" };
+        var eta = new Option<double?>("--eta") { Description = "DDIM eta (default: the run's, else 0)" };
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
         var output = new Option<string>("--out") { Description = "Report folder", DefaultValueFactory = _ => "runs/eval" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("eval", "Evaluate a base model and LoRAs: target and other rewards, oracle figures, preservation inside/outside the mask; writes report.json/md/html")
         {
-            model, loras, logs, prompts, world, seeds, target, others, heatmap, steps, guidance, output, threads,
+            runs, model, loras, logs, prompts, world, seeds, target, others, heatmap, steps, guidance, scheduler, eta, device, dtype, output, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
-            var modelDir = pr.GetValue(model)!;
+            var trained = pr.GetValue(runs)!.Select(r => { var (name, dir) = ParseRun(r); return TrainedRun.Open(dir, name); }).ToList();
+            bool Given(Option o) => pr.GetResult(o) is { Implicit: false };
+            var overridden = new Dictionary<string, Option>
+            {
+                ["model"] = model, ["dtype"] = dtype, ["sampling.steps"] = steps, ["sampling.guidance_scale"] = guidance, ["sampling.eta"] = eta,
+                ["sampling.scheduler"] = scheduler, ["rewards"] = target, ["heatmap"] = heatmap,
+            }.Where(kv => Given(kv.Value)).Select(kv => kv.Key).ToHashSet();
+            TrainedRun.CheckAgree(trained, overridden);
+            var run = trained.FirstOrDefault()?.Config;
+
+            var placement = CommonOptions.ParseDevice(Given(device) || run is null ? pr.GetValue(device)! : run.Device);
+            var precision = CommonOptions.ParseDType(Given(dtype) || run is null ? pr.GetValue(dtype)! : run.Dtype);
+            var modelDir = pr.GetValue(model) ?? run?.Model ?? throw new InvalidInputException("--model DIR is required (or --run DIR of a training run)");
+            var schedulerName = pr.GetValue(scheduler) ?? run?.Sampling.Scheduler;
             var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
             ShapesWorldBenchmark? w = File.Exists(worldPath) ? ShapesWorldBenchmark.Load(worldPath) : null;
             IReadOnlyList<string> promptList = pr.GetValue(prompts) is { } pf
                 ? FocusNFix.IO.PromptFile.Read(pf)
                 : w != null ? PromptSplits.Prompts(w.Spec, Split.Test) : throw new InvalidInputException("--prompts FILE is required when the model has no world.json beside it");
-            var targetReward = RewardFactory.CreateReward(SourceSpecs.Reward(pr.GetValue(target)!));
-            var heat = RewardFactory.CreateHeatmap(SourceSpecs.Heatmap(pr.GetValue(heatmap)!), targetReward);
+
+            using var pipe = TextToImagePipeline.Load(modelDir, placement, precision);
+            if (schedulerName is not null) pipe.UseScheduler(schedulerName);
+            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps) ?? run?.Sampling.Steps, pr.GetValue(guidance) ?? run?.Sampling.GuidanceScale);
+            var targetReward = pr.GetValue(target) is { } t ? RewardFactory.CreateReward(SourceSpecs.Reward(t), pipe.Device)
+                : run is not null ? RewardFactory.CreateRewards(run.Rewards, pipe.Device)
+                : throw new InvalidInputException("--reward TYPE:PATH is required (or --run DIR of a training run)");
+            using var ownedReward = targetReward as IDisposable;
+            using var heat = pr.GetValue(heatmap) is { } h ? RewardFactory.CreateHeatmap(SourceSpecs.Heatmap(h), pipe.Device, targetReward)
+                : run is not null ? RewardFactory.CreateHeatmap(run.Heatmap, pipe.Device, targetReward)
+                : throw new InvalidInputException("--heatmap SOURCE is required (or --run DIR of a training run)");
             var otherScorers = new Dictionary<string, ImageScorer>();
+            var otherRewards = new List<IReward>();
+            using var disposeOthers = new Disposal(() => { foreach (var r in otherRewards) (r as IDisposable)?.Dispose(); });
             foreach (var o in pr.GetValue(others)!)
             {
                 var spec = SourceSpecs.Reward(o);
-                var r = RewardFactory.CreateReward(spec);
+                var r = RewardFactory.CreateReward(spec, pipe.Device);
+                otherRewards.Add(r);
                 otherScorers[$"{spec.Type}:{Path.GetFileName(spec.Path.TrimEnd('/'))}"] = (im, p) =>
                 {
                     using var s = r.Score(im, p).detach().to(TorchSharp.torch.ScalarType.Float64).cpu();
                     return s.data<double>().ToArray();
                 };
             }
-            using var pipe = TextToImagePipeline.Load(modelDir);
-            var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
             var setup = new EvalSetup
             {
                 Prompts = promptList, Seeds = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList(),
-                Loras = pr.GetValue(loras)!.Select(ParsePair).ToList(),
-                TrainingLogs = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path),
-                Steps = stepCount, GuidanceScale = guidanceScale,
+                Loras = trained.Select(r => (r.Name, r.LoraPath)).Concat(pr.GetValue(loras)!.Select(ParsePair)).ToList(),
+                TrainingLogs = trained.Select(r => (r.Name, r.LogPath)).Concat(pr.GetValue(logs)!.Select(ParsePair)).ToDictionary(x => x.Item1, x => x.Item2),
+                Steps = stepCount, GuidanceScale = guidanceScale, Eta = pr.GetValue(eta) ?? run?.Sampling.Eta ?? 0.0, Scheduler = schedulerName,
                 Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, Oracle = w is null ? null : w.OracleFigures,
-                // The masks a training run builds by default (no per-image normalisation, which would give every clean
-                // image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
-                Mask = new TrainingConfig().Mask,
+                // The run's masks, else those a training run builds by default (no per-image normalisation, which would give
+                // every clean image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
+                Mask = run?.Mask ?? new TrainingConfig().Mask,
             };
             var outDir = pr.GetValue(output)!;
             var result = Progress.RunWithStatus("evaluating", report => Evaluator.Run(pipe, setup, outDir, (what, d, t) => report(d, t, what)));
@@ -76,10 +104,22 @@ public static class EvalCommand
         return cmd;
     }
 
+    sealed class Disposal(Action dispose) : IDisposable
+    {
+        public void Dispose() => dispose();
+    }
+
     static (string Name, string Path) ParsePair(string text)
     {
         int eq = text.IndexOf('=');
         if (eq <= 0) throw new InvalidInputException($"'{text}': expected NAME=FILE");
         return (text[..eq], text[(eq + 1)..]);
+    }
+
+    // A run folder, optionally named: NAME=DIR. A folder whose own name holds '=' exists on disk and is taken whole.
+    static (string? Name, string Dir) ParseRun(string text)
+    {
+        int eq = text.IndexOf('=');
+        return eq <= 0 || Directory.Exists(text) ? (null, text) : (text[..eq], text[(eq + 1)..]);
     }
 }

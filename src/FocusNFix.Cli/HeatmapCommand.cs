@@ -25,16 +25,23 @@ public static class HeatmapCommand
         var dilate = new Option<int>("--dilate") { Description = "Mask dilation in pixels", DefaultValueFactory = _ => 2 };
         var output = new Option<string>("--out") { Description = "Output folder; files are <prompt-index>_<seed>_{image,heatmap,overlay,mask}.png", DefaultValueFactory = _ => "out/heatmap" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace this prompt index and seed's files from an earlier run (otherwise that is an error)" };
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.DType();
+        var threads = CommonOptions.Threads();
         var cmd = new Command("heatmap", "Sample a base image and write it, its heatmap, the heatmap overlay and the mask")
         {
-            model, heatmap, reward, prompt, seed, promptIndex, steps, guidance, threshold, dilate, output, overwrite,
+            model, heatmap, reward, prompt, seed, promptIndex, steps, guidance, threshold, dilate, output, overwrite, device, dtype, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
+            CommonOptions.ApplyThreads(pr.GetValue(threads));
             var spec = SourceSpecs.Heatmap(pr.GetValue(heatmap)!);
-            IReward? r = pr.GetValue(reward) is { } rs ? RewardFactory.CreateReward(SourceSpecs.Reward(rs)) : null;
-            if (spec.Type == "saliency" && r == null) throw new InvalidInputException("--heatmap saliency:... needs --reward TYPE:PATH (the reward whose saliency is mapped)");
-            var source = RewardFactory.CreateHeatmap(spec, r);
+            var placement = CommonOptions.ParseDevice(pr.GetValue(device)!);
+            var precision = CommonOptions.ParseDType(pr.GetValue(dtype)!);
+            if (spec.Type == "saliency" && pr.GetValue(reward) is null) throw new InvalidInputException("--heatmap saliency:... needs --reward TYPE:PATH (the reward whose saliency is mapped)");
+            IReward? r = pr.GetValue(reward) is { } rs ? RewardFactory.CreateReward(SourceSpecs.Reward(rs), placement) : null;
+            using var ownedReward = r as IDisposable;
+            using var source = RewardFactory.CreateHeatmap(spec, placement, r);
             var dir = pr.GetValue(output)!;
             long seedValue = pr.GetValue(seed);
             int index = pr.GetValue(promptIndex);
@@ -42,12 +49,12 @@ public static class HeatmapCommand
             var existing = names.Values.Where(File.Exists).ToList();
             if (existing.Count > 0 && !pr.GetValue(overwrite))
                 throw new InvalidInputException($"{existing[0]}: already exists{(existing.Count > 1 ? $" (and {existing.Count - 1} more of this prompt and seed)" : "")}; pass --overwrite to replace, or choose another --out");
-            using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!);
+            using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, placement, precision);
             var p = pr.GetValue(prompt)!;
             var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
             var options = new SampleOptions { Steps = stepCount, GuidanceScale = guidanceScale, Seeds = new[] { seedValue } };
             using var result = Progress.Run("sampling", report => pipe.Sample(new[] { p }, options, progress: report));
-            var heat = source(result.Images, new[] { p }, new[] { (index, seedValue) }).detach();
+            var heat = source.Compute(result.Images, new[] { new HeatmapKey(p, index, seedValue) }).detach();
             var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate), Normalise = false });
             var info = GenerationInfo.Of(pipe, p, index, seedValue, options, (int)result.Images.shape[2], (int)result.Images.shape[3]);
             Images.SavePng(result.Images[0], names["image"], info.PngText());

@@ -26,14 +26,14 @@ public static class HeatmapCase
                 if (!inputs.TryGetValue(input, out var image))
                     throw new InvalidInputException($"{caseDir}/inputs.safetensors: no tensor '{input}'");
                 using (no_grad())
-                    actual[output] = source.Heatmap(image, Array.Empty<string>());
+                    actual[output] = source.Compute(image, HeatmapKey.Unidentified(image.shape[0]));
             }
             foreach (var t in inputs.Values) t.Dispose();
             return new CaseTensors(expected, actual);
         }
         finally
         {
-            ((IDisposable)source).Dispose();
+            source.Dispose();
         }
     }
 }

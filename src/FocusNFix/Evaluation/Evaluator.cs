@@ -19,13 +19,17 @@ public sealed class EvalSetup
     public IReadOnlyList<(string Method, string LoraPath)> Loras { get; init; } = Array.Empty<(string, string)>();
     public int Steps { get; init; } = 20;
     public double GuidanceScale { get; init; } = 3.0;
+    /// <summary>DDIM's eta (0: deterministic); the pipeline's scheduler is the one the caller set.</summary>
+    public double Eta { get; init; }
+    /// <summary>The scheduler's CLI name when the caller switched it (recorded in the images' metadata); null: the pipeline's own.</summary>
+    public string? Scheduler { get; init; }
     /// <summary>The reward being fixed (reported as <see cref="TargetName"/>).</summary>
     public required IReward Target { get; init; }
     public string TargetName { get; init; } = "target_reward";
     /// <summary>Rewards and judges that were not optimised, by metric name.</summary>
     public IReadOnlyDictionary<string, ImageScorer> Others { get; init; } = new Dictionary<string, ImageScorer>();
-    /// <summary>The problem-region heatmap of the base image, whose mask splits preservation into inside/outside.</summary>
-    public required HeatmapFunction Heatmap { get; init; }
+    /// <summary>The problem-region heatmap of the base image, whose mask splits preservation into inside/outside (owned by the caller).</summary>
+    public required IHeatmapSource Heatmap { get; init; }
     public MaskOptions Mask { get; init; } = new();
     /// <summary>
     /// Exact per-image figures from a world that knows the truth (the ShapesWorld oracle's <c>OracleFigures</c>),
@@ -44,7 +48,9 @@ public sealed class EvalSetup
 /// Samples every (prompt, seed) with the base model and each LoRA from the same noise, and measures per image: the
 /// target reward, the other rewards and judges, the oracle's figures, and preservation against the base image
 /// (PSNR/SSIM over the whole image, inside and outside the base image's mask, share of changed pixels inside it).
-/// Images go to <c>images/&lt;method&gt;/&lt;prompt-index&gt;_&lt;seed&gt;.png</c> under the output folder.
+/// Images go to <c>images/&lt;method&gt;/&lt;prompt-index&gt;_&lt;seed&gt;.png</c> under the output folder. Sampled images
+/// wait on the CPU; each batch is scored and mapped on the pipeline's device, where the rewards and the heatmap source
+/// must be.
 /// </summary>
 public static class Evaluator
 {
@@ -66,6 +72,9 @@ public static class Evaluator
         Tensor? baseImages = null, baseMasks = null, baseHeat = null;
         foreach (var (method, loraPath) in methods)
         {
+            // Every tensor of a method (its images, their views, the LoRA) ends with it; the base images, heatmaps and
+            // masks are detached and kept until the picture rows are written.
+            using var methodScope = NewDisposeScope();
             LoraNetwork? lora = loraPath != null ? LoraNetwork.Load(pipe.Unet, loraPath) : null;
             try
             {
@@ -74,15 +83,17 @@ public static class Evaluator
                 {
                     using (no_grad())
                     {
-                        baseHeat = Batched(images, jobs, s.BatchSize, (im, js) => s.Heatmap(im, js.Select(j => j.Prompt).ToList(), js.Select(j => (j.Index, j.Seed)).ToList()));
-                        baseMasks = HeatmapMask.FromHeatmap(baseHeat, s.Mask);
+                        baseHeat = Batched(images, jobs, s.BatchSize, pipe.Device,
+                            (im, js) => s.Heatmap.Compute(im, js.Select(j => new HeatmapKey(j.Prompt, j.Index, j.Seed)).ToList()));
+                        baseMasks = HeatmapMask.FromHeatmap(baseHeat, s.Mask).DetachFromDisposeScope();
+                        baseHeat.DetachFromDisposeScope();
                     }
-                    baseImages = images;
+                    baseImages = images.DetachFromDisposeScope();
                 }
                 var dir = Path.Combine(outDir, "images", method);
                 for (int k = 0; k < jobs.Count; k++)
                     Images.SavePng(images[k], Path.Combine(dir, $"{jobs[k].Index}_{jobs[k].Seed}.png"), Info(pipe, s, jobs[k], images[k], method, loraPath).PngText());
-                var metrics = Measure(images, baseImages!, baseMasks!, jobs, s, method == BaseMethod);
+                var metrics = Measure(images, baseImages!, baseMasks!, jobs, s, method == BaseMethod, pipe.Device);
                 for (int k = 0; k < jobs.Count; k++)
                     result.Images.Add(new ImageRecord
                     {
@@ -91,7 +102,8 @@ public static class Evaluator
                     });
                 if (method != BaseMethod) images.Dispose();
             }
-            finally { lora?.Detach(); }
+            // Disposing the LoRA removes its hooks and frees its weights (detaching alone left them to the garbage collector).
+            finally { lora?.Dispose(); }
         }
         WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
             (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora));
@@ -103,8 +115,8 @@ public static class Evaluator
 
     /// <summary>What every picture of one (prompt, seed) and method carries in its PNG metadata.</summary>
     static GenerationInfo Info(TextToImagePipeline pipe, EvalSetup s, (int Index, string Prompt, long Seed) job, Tensor image, string method, string? lora) =>
-        GenerationInfo.Of(pipe, job.Prompt, job.Index, job.Seed, new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale },
-            (int)image.shape[^2], (int)image.shape[^1], lora: lora, method: method);
+        GenerationInfo.Of(pipe, job.Prompt, job.Index, job.Seed, new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta },
+            (int)image.shape[^2], (int)image.shape[^1], scheduler: s.Scheduler, lora: lora, method: method);
 
     static Tensor SampleAll(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, Action<int, int> progress)
     {
@@ -113,8 +125,9 @@ public static class Evaluator
         {
             var chunk = jobs.Skip(start).Take(s.BatchSize).ToList();
             using var r = pipe.Sample(chunk.Select(j => j.Prompt).ToList(),
-                new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Seeds = chunk.Select(j => j.Seed).ToList() });
-            parts.Add(r.Images.cpu().clone());
+                new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta, Seeds = chunk.Select(j => j.Seed).ToList() });
+            using var onCpu = r.Images.cpu();
+            parts.Add(onCpu.clone());
             progress(Math.Min(start + s.BatchSize, jobs.Count), jobs.Count);
         }
         var all = cat(parts, 0);
@@ -122,19 +135,23 @@ public static class Evaluator
         return all;
     }
 
-    static Tensor Batched(Tensor images, List<(int Index, string Prompt, long Seed)> jobs, int batch, Func<Tensor, List<(int Index, string Prompt, long Seed)>, Tensor> f)
+    static Tensor Batched(Tensor images, List<(int Index, string Prompt, long Seed)> jobs, int batch, Device device,
+        Func<Tensor, List<(int Index, string Prompt, long Seed)>, Tensor> f)
     {
         var parts = new List<Tensor>();
         for (int start = 0; start < jobs.Count; start += batch)
         {
+            using var scope = NewDisposeScope();
             int n = Math.Min(batch, jobs.Count - start);
-            parts.Add(f(images.narrow(0, start, n), jobs.GetRange(start, n)).detach().cpu());
+            parts.Add(f(images.narrow(0, start, n).to(device), jobs.GetRange(start, n)).detach().cpu().MoveToOuterDisposeScope());
         }
-        return cat(parts, 0);
+        var all = cat(parts, 0);
+        foreach (var p in parts) p.Dispose();
+        return all;
     }
 
     static List<Dictionary<string, double>> Measure(Tensor images, Tensor baseImages, Tensor baseMasks,
-        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, bool isBase)
+        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, bool isBase, Device device)
     {
         var rows = jobs.Select(_ => new Dictionary<string, double>()).ToList();
         using var scope = NewDisposeScope();
@@ -142,7 +159,7 @@ public static class Evaluator
         for (int start = 0; start < jobs.Count; start += s.BatchSize)
         {
             int n = Math.Min(s.BatchSize, jobs.Count - start);
-            var im = images.narrow(0, start, n);
+            var im = images.narrow(0, start, n).to(device);
             var prompts = jobs.GetRange(start, n).Select(j => j.Prompt).ToList();
             var target = s.Target.Score(im, prompts).to(ScalarType.Float64).cpu().data<double>().ToArray();
             for (int k = 0; k < n; k++) rows[start + k][s.TargetName] = target[k];
@@ -184,9 +201,12 @@ public static class Evaluator
         List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir, Func<int, string, GenerationInfo> info)
     {
         // Rows with a non-empty mask first: those are the images the fix is about.
-        var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => masks[k].sum().item<float>() > 0).ThenBy(k => k).Take(s.PictureRows).ToList();
+        bool[] nonEmpty;
+        using (NewDisposeScope()) nonEmpty = Enumerable.Range(0, jobs.Count).Select(k => masks[k].sum().item<float>() > 0).ToArray();
+        var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => nonEmpty[k]).ThenBy(k => k).Take(s.PictureRows).ToList();
         foreach (var k in order)
         {
+            using var rowScope = NewDisposeScope();
             var (index, prompt, seed) = jobs[k];
             string name = $"{index}_{seed}.png";
             var row = new PictureRow { PromptIndex = index, Seed = seed, Prompt = prompt, BaseImage = Path.Combine("images", BaseMethod, name) };

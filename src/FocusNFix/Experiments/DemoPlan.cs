@@ -5,6 +5,7 @@ using FocusNFix.Rewards;
 using FocusNFix.ShapesWorld;
 using FocusNFix.Training;
 using FocusNFix.WorldModels;
+using TorchSharp;
 
 namespace FocusNFix.Experiments;
 
@@ -22,6 +23,10 @@ public sealed class DemoPlan
     public string Defect { get; }
     public int Steps { get; }
     public int EvalSeeds { get; }
+    /// <summary>Where every model of the demo runs (training, originals, rewards, judge, evaluation): cpu, cuda, cuda:N.</summary>
+    public string Device { get; init; } = "cpu";
+    /// <summary>The pipeline's dtype: float32, bfloat16 or float16.</summary>
+    public string Dtype { get; init; } = "float32";
 
     public DemoPlan(string models, string outDir, string defect, int steps, int evalSeeds)
     {
@@ -68,6 +73,8 @@ public sealed class DemoPlan
         Objective = method,
         OutputDir = RunDir(method),
         Seed = 0,
+        Device = Device,
+        Dtype = Dtype,
         Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2, OnlyProblematic = Glitch },
         Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
         Draft = new DraftConfig { Mode = "draft-k", K = 2, Checkpointing = true },
@@ -83,10 +90,13 @@ public sealed class DemoPlan
     public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)
     {
         var world = ShapesWorldBenchmark.Load(Path.Combine(Models, WorldSpec.FileName));
-        using var pipe = TextToImagePipeline.Load(BaseModel);
-        var target = RegionRewardModel.FromPretrained(RewardModel);
-        var other = RegionRewardModel.FromPretrained(OtherRewardModel);
-        var judge = AlignmentJudge.FromPretrained(Judge);
+        using var pipe = TextToImagePipeline.Load(BaseModel, Placement.ParseDevice(Device, "device"), Placement.ParseDType(Dtype, "dtype"));
+        using var target = RegionRewardModel.FromPretrained(RewardModel);
+        using var other = RegionRewardModel.FromPretrained(OtherRewardModel);
+        using var judge = AlignmentJudge.FromPretrained(Judge);
+        target.To(pipe.Device);
+        other.To(pipe.Device);
+        judge.to(pipe.Device);
         var prompts = PromptSplits.Prompts(world.Spec, Split.Test);
         var setup = new EvalSetup
         {
@@ -98,7 +108,7 @@ public sealed class DemoPlan
                 [$"reward_{(Defect == "hazard" ? "glitch" : "hazard")}"] = (im, p) => Values(other.Score(im, p)),
                 ["judge_alignment"] = (im, p) => judge.Judge(im, p).Select(v => v.Alignment).ToArray(),
             },
-            Heatmap = (im, p, _) => target.Heatmap(im, p),
+            Heatmap = target,
             Mask = TrainingConfig("focus-n-fix").Mask,
             Oracle = world.OracleFigures,
             TrainingLogs = logs,

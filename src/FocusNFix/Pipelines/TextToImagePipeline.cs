@@ -64,7 +64,12 @@ public sealed class TextToImagePipeline : IDisposable
     }
 
     /// <summary>Switches the scheduler by CLI name (ddim, ddpm, euler, euler-a, dpmpp-2m, pndm, ...).</summary>
-    public void UseScheduler(string name) => Scheduler = SchedulerFactory.Create(name, SchedulerConfig);
+    public void UseScheduler(string name)
+    {
+        var next = SchedulerFactory.Create(name, SchedulerConfig);
+        (Scheduler as IDisposable)?.Dispose();
+        Scheduler = next;
+    }
 
     /// <summary>
     /// Loads a LoRA file (PEFT, diffusers, attention-processor or kohya keys) onto the UNet at an inference scale,
@@ -214,5 +219,6 @@ public sealed class TextToImagePipeline : IDisposable
         TextEncoder.Dispose();
         Unet.Dispose();
         Vae?.Dispose();
+        (Scheduler as IDisposable)?.Dispose();
     }
 }

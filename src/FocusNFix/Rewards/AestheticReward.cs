@@ -110,6 +110,9 @@ public sealed class AestheticReward : nn.Module, IVisionTokenReward
         return new AestheticReward(vision, AestheticMlp.Load(mlpPath), ClipPreprocess.Load(clipFolder, vision.Config.ImageSize));
     }
 
+    /// <summary>Moves the weights to <paramref name="device"/> (dtype unchanged).</summary>
+    public void To(Device device) => this.to(device);
+
     public Tensor Score(Tensor images, IReadOnlyList<string> prompts)
     {
         using var s = ScoreWithTokens(images, prompts);

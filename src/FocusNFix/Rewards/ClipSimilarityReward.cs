@@ -58,6 +58,9 @@ public abstract class ClipSimilarityReward : nn.Module, IVisionTokenReward
         return s.Scores.alias();
     }
 
+    /// <summary>Moves the weights to <paramref name="device"/> (dtype unchanged).</summary>
+    public void To(Device device) => this.to(device);
+
     public Tensor Score(Tensor images, IReadOnlyList<string> prompts)
     {
         using var s = ScoreWithTokens(images, prompts);

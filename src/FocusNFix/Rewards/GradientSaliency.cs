@@ -42,12 +42,15 @@ public sealed class GradientSaliency : IHeatmapSource
     public double Noise { get; }
     public double BlurSigma { get; }
     public long Seed { get; }
+    readonly bool _ownsReward;
 
     /// <param name="samples">SmoothGrad: noisy copies per image</param>
     /// <param name="noise">SmoothGrad: the noise's standard deviation, in units of the [0,1] pixel range (the paper suggests 0.1-0.2)</param>
     /// <param name="seed">SmoothGrad: seed of the noise, so maps are reproducible</param>
+    /// <param name="ownsReward">true when the source loaded the reward itself and disposes it with itself</param>
     public GradientSaliency(IReward reward, SaliencyMethod method = SaliencyMethod.GradientTimesInput,
-        SaliencyDirection direction = SaliencyDirection.Lowering, int samples = 16, double noise = 0.15, double blurSigma = 0.0, long seed = 0)
+        SaliencyDirection direction = SaliencyDirection.Lowering, int samples = 16, double noise = 0.15, double blurSigma = 0.0, long seed = 0,
+        bool ownsReward = false)
     {
         Reward = reward ?? throw new ArgumentNullException(nameof(reward));
         if (samples < 1) throw new InvalidInputException($"SmoothGrad samples must be at least 1, got {samples}");
@@ -59,11 +62,22 @@ public sealed class GradientSaliency : IHeatmapSource
         Noise = noise;
         BlurSigma = blurSigma;
         Seed = seed;
+        _ownsReward = ownsReward;
     }
 
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts)
+    /// <summary>Moves the reward whose saliency this is.</summary>
+    public void To(Device device) => Reward.To(device);
+
+    public void Dispose()
+    {
+        if (_ownsReward) (Reward as IDisposable)?.Dispose();
+    }
+
+    public Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys)
     {
         RewardInputs.CheckImages(images, $"{Reward.Name} saliency");
+        HeatmapKey.CheckBatch(images, keys, $"{Reward.Name} saliency");
+        var prompts = HeatmapKey.Prompts(keys);
         using var scope = NewDisposeScope();
         var x = images.detach();
         Tensor map;
@@ -129,18 +143,31 @@ public sealed class GradCamSaliency : IHeatmapSource
     public IVisionTokenReward Reward { get; }
     public int Layer { get; }
     public double BlurSigma { get; }
+    readonly bool _ownsReward;
 
-    public GradCamSaliency(IVisionTokenReward reward, int layer = -2, double blurSigma = 0.0)
+    /// <param name="ownsReward">true when the source loaded the reward itself and disposes it with itself</param>
+    public GradCamSaliency(IVisionTokenReward reward, int layer = -2, double blurSigma = 0.0, bool ownsReward = false)
     {
         Reward = reward ?? throw new ArgumentNullException(nameof(reward));
         HeatmapOps.CheckSigma(blurSigma);
         Layer = layer;
         BlurSigma = blurSigma;
+        _ownsReward = ownsReward;
     }
 
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts)
+    /// <summary>Moves the reward whose vision tower is mapped.</summary>
+    public void To(Device device) => Reward.To(device);
+
+    public void Dispose()
+    {
+        if (_ownsReward) (Reward as IDisposable)?.Dispose();
+    }
+
+    public Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys)
     {
         RewardInputs.CheckImages(images, $"{Reward.Name} Grad-CAM");
+        HeatmapKey.CheckBatch(images, keys, $"{Reward.Name} Grad-CAM");
+        var prompts = HeatmapKey.Prompts(keys);
         using var scope = NewDisposeScope();
         Tensor cam;
         ClipCrop crop;

@@ -1,97 +1,27 @@
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Rewards;
 
 /// <summary>
-/// Something that says where, in each image, the thing a prompt describes is: a segmenter, a
-/// saliency net, a detector turned into a mask.
+/// Where, in each generated image, the region a heatmap marks lies: a segmenter (ONNX, TorchScript, the region reward
+/// model), the saliency of a reward, masks drawn by hand, boxes saved from a detector. Every heatmap of the library goes
+/// through this one interface: the masks M(I0) of training, <c>fnf heatmap</c> and the masks of <c>fnf eval</c>.
+/// Whoever creates a source disposes it.
 /// </summary>
-public interface IHeatmapSource
+public interface IHeatmapSource : IDisposable
 {
     /// <summary>
-    /// <paramref name="images"/>: [B,3,H,W] with values in [0,1]. Returns [B,1,H,W] in [0,1] at the
-    /// images' resolution, on the images' device and dtype. Sources that are not text-conditioned
-    /// ignore <paramref name="prompts"/>.
+    /// <paramref name="images"/>: [B,3,H,W] in [0,1]; <paramref name="keys"/>: one per image, saying which generated image
+    /// it is. Sources computed from the pixels ignore the prompt index and seed (text-conditioned ones read the prompt);
+    /// stored masks are looked up by them. Returns [B,1,H,W] in [0,1] at the images' resolution, on the images' device
+    /// and dtype.
     /// </summary>
-    Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts);
-}
-
-/// <summary>How the external model wants its input scaled.</summary>
-public enum HeatmapInputRange { ZeroToOne, MinusOneToOne }
-
-/// <summary>What the external model's output holds.</summary>
-public enum HeatmapOutputKind { Probability, Logit }
-
-/// <summary>Option parsing, input checks and output normalisation shared by the external sources.</summary>
-public static class HeatmapModelIO
-{
-    /// <summary>Parses "0,1" or "-1,1" (spaces allowed), as written in configs and on the command line.</summary>
-    public static HeatmapInputRange ParseInputRange(string text) =>
-        text.Replace(" ", "") switch
-        {
-            "0,1" => HeatmapInputRange.ZeroToOne,
-            "-1,1" => HeatmapInputRange.MinusOneToOne,
-            _ => throw new InvalidInputException($"heatmap model input range '{text}': expected \"0,1\" or \"-1,1\""),
-        };
-
-    /// <summary>Parses "probability" or "logit".</summary>
-    public static HeatmapOutputKind ParseOutputKind(string text) =>
-        text.Trim().ToLowerInvariant() switch
-        {
-            "probability" => HeatmapOutputKind.Probability,
-            "logit" => HeatmapOutputKind.Logit,
-            _ => throw new InvalidInputException($"heatmap model output kind '{text}': expected \"probability\" or \"logit\""),
-        };
-
-    internal static void RequireFile(string modelPath, string what)
-    {
-        if (!File.Exists(modelPath))
-            throw new InvalidInputException($"{what} model file not found: {Path.GetFullPath(modelPath)}",
-                new FileNotFoundException(null, modelPath));
-    }
-
-    internal static void CheckImages(Tensor images, string modelPath)
-    {
-        if (images.dim() != 4 || images.shape[1] != 3)
-            throw new InvalidInputException(
-                $"{modelPath}: images must be [B,3,H,W] in [0,1], got [{string.Join(",", images.shape)}]");
-    }
-
-    internal static Tensor ToModelRange(Tensor images, HeatmapInputRange range) =>
-        range == HeatmapInputRange.MinusOneToOne ? images * 2 - 1 : images.alias();
-
-    /// <summary>Moves a fresh result to <paramref name="like"/>'s dtype and device, disposing the original if a copy was made.</summary>
-    internal static Tensor To(this Tensor fresh, Tensor like)
-    {
-        if (fresh.dtype == like.dtype && fresh.device == like.device) return fresh;
-        using (fresh) return fresh.to(like.dtype, like.device);
-    }
-
-    internal static string Shape(IEnumerable<long> shape) => "[" + string.Join(",", shape) + "]";
+    Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys);
 
     /// <summary>
-    /// Turns a raw model output of shape [B,1,h,w] or [B,h,w] into a [B,1,H,W] heatmap in [0,1]:
-    /// bilinear resize when (h,w) differs from (H,W), sigmoid for logits, then a clamp, because
-    /// resizing and rounding inside the model can leave values a hair outside [0,1].
+    /// Moves the source's weights to <paramref name="device"/>, where <see cref="Compute"/> then runs. Sources without
+    /// weights of their own (stored masks, boxes) and ONNX Runtime's CPU session have nothing to move: they compute where
+    /// they are and hand the map back on the images' device.
     /// </summary>
-    internal static Tensor Finish(Tensor raw, long batch, long height, long width, HeatmapOutputKind kind,
-        string modelPath, string outputName)
-    {
-        var s = raw.shape;
-        bool ok = (s.Length == 4 && s[0] == batch && s[1] == 1) || (s.Length == 3 && s[0] == batch);
-        if (!ok)
-            throw new InvalidInputException(
-                $"{modelPath}: output '{outputName}' has shape {Shape(s)} for a batch of {batch} images of " +
-                $"{height}x{width}; expected [{batch},1,h,w] or [{batch},h,w] (a one-channel map per image, " +
-                $"any h,w: it is resized to {height}x{width})");
-        using var scope = NewDisposeScope();
-        var x = s.Length == 3 ? raw.unsqueeze(1) : raw.alias();
-        // Logits are resized before the sigmoid so the upsampled map keeps sharp edges.
-        if (x.shape[2] != height || x.shape[3] != width)
-            x = nn.functional.interpolate(x, new long[] { height, width }, mode: InterpolationMode.Bilinear,
-                align_corners: false);
-        if (kind == HeatmapOutputKind.Logit) x = x.sigmoid();
-        return x.clamp(0.0, 1.0).MoveToOuterDisposeScope();
-    }
+    void To(Device device);
 }

@@ -19,6 +19,12 @@ public interface IReward
     /// reward's own device and dtype (those of its weights; images are moved there).
     /// </summary>
     Tensor Score(Tensor images, IReadOnlyList<string> prompts);
+
+    /// <summary>
+    /// Moves the reward's weights to <paramref name="device"/> (dtype unchanged), where <see cref="Score"/> then runs.
+    /// A reward without weights computes on the images' device and has nothing to move.
+    /// </summary>
+    void To(Device device);
 }
 
 /// <summary>
@@ -46,12 +52,15 @@ public sealed record VisionTokenScore(Tensor Scores, IReadOnlyList<Tensor> Hidde
 }
 
 /// <summary>Σ weight_i · reward_i(images, prompts). Weights may be negative (a penalty).</summary>
-public sealed class WeightedReward : IReward
+public sealed class WeightedReward : IReward, IDisposable
 {
     readonly (IReward Reward, double Weight)[] _parts;
+    readonly bool _ownsParts;
 
-    public WeightedReward(IEnumerable<(IReward Reward, double Weight)> parts)
+    /// <param name="ownsParts">true when the parts were loaded for this sum alone and are disposed with it</param>
+    public WeightedReward(IEnumerable<(IReward Reward, double Weight)> parts, bool ownsParts = false)
     {
+        _ownsParts = ownsParts;
         _parts = parts.ToArray();
         if (_parts.Length == 0) throw new InvalidInputException("a weighted reward needs at least one part");
         foreach (var (reward, weight) in _parts)
@@ -64,6 +73,18 @@ public sealed class WeightedReward : IReward
 
     public string Name { get; }
     public IReadOnlyList<(IReward Reward, double Weight)> Parts => _parts;
+
+    /// <summary>Moves every part.</summary>
+    public void To(Device device)
+    {
+        foreach (var (reward, _) in _parts) reward.To(device);
+    }
+
+    public void Dispose()
+    {
+        if (_ownsParts)
+            foreach (var (reward, _) in _parts) (reward as IDisposable)?.Dispose();
+    }
 
     public Tensor Score(Tensor images, IReadOnlyList<string> prompts)
     {

@@ -10,7 +10,7 @@ namespace FocusNFix.Rewards;
 /// tensor [B,3,H,W] and returns [B,1,h,w] or [B,h,w]. ONNX Runtime sits outside autograd, so the
 /// result carries no gradient: use it for scoring and evaluation, not as a differentiable reward.
 /// </summary>
-public sealed class OnnxHeatmapSource : IHeatmapSource, IDisposable
+public sealed class OnnxHeatmapSource : IHeatmapSource
 {
     readonly InferenceSession _session;
     readonly HeatmapInputRange _range;
@@ -86,9 +86,9 @@ public sealed class OnnxHeatmapSource : IHeatmapSource, IDisposable
         "[" + string.Join(",", meta.Dimensions.Select((d, i) =>
             d >= 0 ? d.ToString() : (meta.SymbolicDimensions.Length > i && meta.SymbolicDimensions[i].Length > 0 ? meta.SymbolicDimensions[i] : "?"))) + "]";
 
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts)
+    public Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys)
     {
-        HeatmapModelIO.CheckImages(images, ModelPath);
+        HeatmapKey.CheckBatch(images, keys, ModelPath);
         long b = images.shape[0], h = images.shape[2], w = images.shape[3];
         float[] data;
         using (var scope = NewDisposeScope())
@@ -128,6 +128,9 @@ public sealed class OnnxHeatmapSource : IHeatmapSource, IDisposable
         using (raw)
             return HeatmapModelIO.Finish(raw, b, h, w, _kind, ModelPath, OutputName).To(images);
     }
+
+    /// <summary>Nothing to move: ONNX Runtime runs this session on the CPU; the map comes back on the images' device.</summary>
+    public void To(Device device) { }
 
     public void Dispose() => _session.Dispose();
 }

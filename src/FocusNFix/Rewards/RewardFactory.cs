@@ -2,10 +2,10 @@ using static TorchSharp.torch;
 
 namespace FocusNFix.Rewards;
 
-/// <summary>A heatmap source that may need the (prompt index, seed) key of each image (mask folders, box files).</summary>
-public delegate Tensor HeatmapFunction(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int PromptIndex, long Seed)> keys);
-
-/// <summary>Builds rewards and heatmap sources from their config entries (training configs, <c>fnf heatmap</c>, <c>fnf eval</c>).</summary>
+/// <summary>
+/// Builds rewards and heatmap sources from their config entries (training configs, <c>fnf heatmap</c>, <c>fnf eval</c>),
+/// each on the device of the pipeline it will judge.
+/// </summary>
 public static class RewardFactory
 {
     public static readonly string[] RewardTypes = { "region-reward-model", "safety-checker", "aesthetic", "clip-score", "pick-score" };
@@ -21,60 +21,79 @@ public static class RewardFactory
     static IReward LoadRegionReward(string path) =>
         (RegionRewardLoader ?? throw new InvalidOperationException("no region reward model loader is registered")).Invoke(path);
 
-    public static IReward CreateReward(RewardSpec spec) => spec.Type switch
+    /// <summary>Loads one reward and moves it to <paramref name="device"/>.</summary>
+    public static IReward CreateReward(RewardSpec spec, Device device)
     {
-        "region-reward-model" => LoadRegionReward(spec.Path),
-        "safety-checker" => SafetyReward.FromPretrained(spec.Path),
-        "aesthetic" => AestheticReward.FromPretrained(spec.Path, spec.Extra ?? throw new InvalidInputException("reward 'aesthetic' needs extra = the MLP .safetensors file")),
-        "clip-score" => ClipScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
-        "pick-score" => PickScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
-        _ => throw new InvalidInputException($"reward type '{spec.Type}' is unknown (expected one of {string.Join(", ", RewardTypes)})"),
-    };
-
-    /// <summary>The weighted sum of the configured rewards (a single reward with weight 1 is returned as it is).</summary>
-    public static IReward CreateRewards(IReadOnlyList<RewardSpec> specs)
-    {
-        var parts = specs.Select(s => (CreateReward(s), s.Weight)).ToList();
-        return parts.Count == 1 && parts[0].Weight == 1.0 ? parts[0].Item1 : new WeightedReward(parts);
+        IReward reward = spec.Type switch
+        {
+            "region-reward-model" => LoadRegionReward(spec.Path),
+            "safety-checker" => SafetyReward.FromPretrained(spec.Path),
+            "aesthetic" => AestheticReward.FromPretrained(spec.Path, spec.Extra ?? throw new InvalidInputException("reward 'aesthetic' needs extra = the MLP .safetensors file")),
+            "clip-score" => ClipScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
+            "pick-score" => PickScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
+            _ => throw new InvalidInputException($"reward type '{spec.Type}' is unknown (expected one of {string.Join(", ", RewardTypes)})"),
+        };
+        reward.To(device);
+        return reward;
     }
 
-    /// <param name="firstReward">the reward whose saliency a "saliency" source maps.</param>
-    public static HeatmapFunction CreateHeatmap(HeatmapSpec spec, IReward? firstReward = null)
+    /// <summary>The weighted sum of the configured rewards on <paramref name="device"/> (a single reward with weight 1 is returned as it is).</summary>
+    public static IReward CreateRewards(IReadOnlyList<RewardSpec> specs, Device device)
+    {
+        var parts = specs.Select(s => (CreateReward(s, device), s.Weight)).ToList();
+        return parts.Count == 1 && parts[0].Weight == 1.0 ? parts[0].Item1 : new WeightedReward(parts, ownsParts: true);
+    }
+
+    /// <summary>
+    /// Builds the heatmap source of <paramref name="spec"/> on <paramref name="device"/>. A saliency source maps
+    /// <paramref name="firstReward"/> (borrowed: the caller still owns and disposes it) unless the spec names a region
+    /// reward model folder of its own. The caller disposes the source.
+    /// </summary>
+    public static IHeatmapSource CreateHeatmap(HeatmapSpec spec, Device device, IReward? firstReward = null)
     {
         string NeedPath() => spec.Path ?? throw new InvalidInputException($"heatmap type '{spec.Type}' needs a path");
+        IHeatmapSource source;
         switch (spec.Type)
         {
             case "reward-model":
-                var model = LoadRegionReward(NeedPath()) as IHeatmapSource
-                    ?? throw new InvalidOperationException("the registered region reward model loader returned a reward without a heatmap");
-                return (images, prompts, _) => model.Heatmap(images, prompts);
+                var model = LoadRegionReward(NeedPath());
+                source = model as IHeatmapSource ?? throw new InvalidOperationException("the registered region reward model loader returned a reward without a heatmap");
+                break;
             case "onnx":
-                var onnx = new OnnxHeatmapSource(NeedPath());
-                return (images, prompts, _) => onnx.Heatmap(images, prompts);
+                source = new OnnxHeatmapSource(NeedPath());
+                break;
             case "torchscript":
-                var ts = new TorchScriptHeatmapSource(NeedPath());
-                return (images, prompts, _) => ts.Heatmap(images, prompts);
+                source = new TorchScriptHeatmapSource(NeedPath());
+                break;
             case "mask-folder":
-                var folder = new MaskFolderSource(NeedPath());
-                return folder.Heatmap;
+                source = new MaskFolderSource(NeedPath());
+                break;
             case "boxes":
-                var boxes = new BoxesSource(NeedPath());
-                return boxes.Heatmap;
+                source = new BoxesSource(NeedPath());
+                break;
             case "saliency":
-                var reward = spec.Path != null ? CreateReward(new RewardSpec { Type = "region-reward-model", Path = spec.Path })
+                if (spec.Method is not ("gradient-x-input" or "smoothgrad" or "grad-cam"))
+                    throw new InvalidInputException($"saliency method '{spec.Method}' is unknown (expected gradient-x-input, smoothgrad or grad-cam)");
+                bool owns = spec.Path != null;
+                var reward = owns ? LoadRegionReward(spec.Path!)
                     : firstReward ?? throw new InvalidInputException("heatmap type 'saliency' needs a reward");
-                IHeatmapSource source = spec.Method switch
+                if (spec.Method == "grad-cam" && reward is not IVisionTokenReward)
                 {
-                    "gradient-x-input" => new GradientSaliency(reward, SaliencyMethod.GradientTimesInput),
-                    "smoothgrad" => new GradientSaliency(reward, SaliencyMethod.SmoothGrad),
-                    "grad-cam" => new GradCamSaliency(reward as IVisionTokenReward
-                        ?? throw new InvalidInputException($"grad-cam needs a CLIP-based reward (safety-checker, aesthetic, clip-score, pick-score), not {reward.Name}")),
-                    _ => throw new InvalidInputException($"saliency method '{spec.Method}' is unknown (expected gradient-x-input, smoothgrad or grad-cam)"),
+                    if (owns) (reward as IDisposable)?.Dispose();
+                    throw new InvalidInputException($"grad-cam needs a CLIP-based reward (safety-checker, aesthetic, clip-score, pick-score), not {reward.Name}");
+                }
+                source = spec.Method switch
+                {
+                    "grad-cam" => new GradCamSaliency((IVisionTokenReward)reward, ownsReward: owns),
+                    "smoothgrad" => new GradientSaliency(reward, SaliencyMethod.SmoothGrad, ownsReward: owns),
+                    _ => new GradientSaliency(reward, SaliencyMethod.GradientTimesInput, ownsReward: owns),
                 };
-                return (images, prompts, _) => source.Heatmap(images, prompts);
+                break;
             default:
                 throw new InvalidInputException($"heatmap type '{spec.Type}' is unknown (expected one of {string.Join(", ", HeatmapTypes)})");
         }
+        source.To(device);
+        return source;
     }
 }
 

@@ -65,6 +65,9 @@ public sealed class SafetyReward : nn.Module, IVisionTokenReward
         });
     }
 
+    /// <summary>Moves the weights to <paramref name="device"/> (dtype unchanged).</summary>
+    public void To(Device device) => this.to(device);
+
     public Tensor Score(Tensor images, IReadOnlyList<string> prompts)
     {
         using var s = ScoreWithTokens(images, prompts);

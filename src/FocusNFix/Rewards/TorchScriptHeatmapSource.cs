@@ -10,13 +10,13 @@ namespace FocusNFix.Rewards;
 /// or [B,h,w]. Unlike ONNX, this stays inside autograd: gradients flow back to the images, so it can
 /// serve as a differentiable reward. The module's own parameters are frozen.
 /// </summary>
-public sealed class TorchScriptHeatmapSource : IHeatmapSource, IDisposable
+public sealed class TorchScriptHeatmapSource : IHeatmapSource
 {
     readonly jit.ScriptModule _module;
     readonly HeatmapInputRange _range;
     readonly HeatmapOutputKind _kind;
     readonly ScalarType _dtype;
-    readonly Device _device;
+    Device _device;
 
     public string ModelPath { get; }
 
@@ -58,9 +58,9 @@ public sealed class TorchScriptHeatmapSource : IHeatmapSource, IDisposable
         return lines.Length == 0 ? message : lines[0];
     }
 
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts)
+    public Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys)
     {
-        HeatmapModelIO.CheckImages(images, ModelPath);
+        HeatmapKey.CheckBatch(images, keys, ModelPath);
         long b = images.shape[0], h = images.shape[2], w = images.shape[3];
         using var scope = NewDisposeScope();
         var x = HeatmapModelIO.ToModelRange(images.to(_dtype, _device), _range);
@@ -79,6 +79,13 @@ public sealed class TorchScriptHeatmapSource : IHeatmapSource, IDisposable
                 $"{ModelPath}: forward returned {result?.GetType().Name ?? "nothing"}; expected one tensor [B,1,H,W] or [B,H,W]");
         var heat = HeatmapModelIO.Finish(raw, b, h, w, _kind, ModelPath, "forward");
         return heat.to(images.dtype, images.device).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Moves the module's weights to <paramref name="device"/>; images are moved there and the heatmap back.</summary>
+    public void To(Device device)
+    {
+        _module.to(device);
+        _device = device;
     }
 
     public void Dispose() => _module.Dispose();

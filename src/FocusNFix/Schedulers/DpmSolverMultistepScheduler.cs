@@ -111,6 +111,12 @@ public sealed class DpmSolverMultistepScheduler : SigmaSchedulerBase
         ResetHistory();
     }
 
+    public override void Dispose()
+    {
+        ResetHistory();
+        base.Dispose();
+    }
+
     void ResetHistory()
     {
         for (int i = 0; i < _history.Length; i++) { _history[i]?.Dispose(); _history[i] = null; }

@@ -67,6 +67,12 @@ public sealed class PndmScheduler : SchedulerBase
         ResetState();
     }
 
+    public override void Dispose()
+    {
+        ResetState();
+        base.Dispose();
+    }
+
     void ResetState()
     {
         foreach (var e in _ets) e.Dispose();

@@ -218,8 +218,9 @@ public static class ScheduleMath
     /// <summary>A 0-d or 1-d timestep tensor as host doubles (index math only).</summary>
     public static double[] HostValues(Tensor t)
     {
-        using var d = t.detach().to_type(ScalarType.Float64).cpu().flatten();
-        return d.data<double>().ToArray();
+        // Every step of the chain is a new handle: the scope frees them all, also for callers that have no scope.
+        using var scope = NewDisposeScope();
+        return t.detach().to_type(ScalarType.Float64).cpu().flatten().data<double>().ToArray();
     }
 
     public static double HostScalar(Tensor t)

@@ -9,8 +9,10 @@ namespace FocusNFix.Schedulers;
 /// Scalars from the schedule are computed in float32 on the host, in the order diffusers evaluates its
 /// 0-d float32 tensors, and enter the graph as constants; only the sample and model output are tensors.
 /// </summary>
-public abstract class SchedulerBase : IScheduler
+public abstract class SchedulerBase : IScheduler, IDisposable
 {
+    Tensor _timesteps;
+
     /// <summary>alphas_cumprod on the host, for scalar math.</summary>
     protected float[] Ac;
 
@@ -22,7 +24,7 @@ public abstract class SchedulerBase : IScheduler
         Betas = ScheduleMath.Betas(config, NumTrainTimesteps, allowSigmoid, allowRescale).DetachFromDisposeScope();
         AlphasCumprod = ScheduleMath.AlphasCumprod(Betas).DetachFromDisposeScope();
         Ac = AlphasCumprod.data<float>().ToArray();
-        Timesteps = arange(NumTrainTimesteps - 1, -1, -1, dtype: ScalarType.Int64).DetachFromDisposeScope();
+        _timesteps = arange(NumTrainTimesteps - 1, -1, -1, dtype: ScalarType.Int64).DetachFromDisposeScope();
     }
 
     public JsonConfig Config { get; }
@@ -31,7 +33,17 @@ public abstract class SchedulerBase : IScheduler
     /// <summary>float32 training betas.</summary>
     public Tensor Betas { get; }
     public Tensor AlphasCumprod { get; private set; }
-    public Tensor Timesteps { get; protected set; }
+    /// <summary>Replaced by every <see cref="SetTimesteps"/>, which disposes the previous tensor (index it for a handle of your own).</summary>
+    public Tensor Timesteps
+    {
+        get => _timesteps;
+        protected set
+        {
+            // A loop that calls SetTimesteps for every batch would otherwise leave one tensor per call to the garbage collector.
+            if (!ReferenceEquals(_timesteps, value)) _timesteps.Dispose();
+            _timesteps = value;
+        }
+    }
     /// <summary>Set by <see cref="SetTimesteps"/>; null before.</summary>
     public int? NumInferenceSteps { get; protected set; }
     /// <summary>The inference sigmas (float32, ending with the final sigma) for the sigma-based schedulers; else null.</summary>
@@ -45,6 +57,15 @@ public abstract class SchedulerBase : IScheduler
     public virtual Tensor ScaleModelInput(Tensor sample, Tensor timestep, int stepIndex) => ScaleModelInput(sample, timestep);
     public abstract SchedulerOutput Step(Tensor modelOutput, Tensor timestep, Tensor sample, Generator? generator = null, Tensor? noise = null);
     public abstract Tensor AddNoise(Tensor originalSamples, Tensor noise, Tensor timesteps);
+
+    /// <summary>Frees the schedule's tensors (and a multistep scheduler's history).</summary>
+    public virtual void Dispose()
+    {
+        _timesteps.Dispose();
+        Betas.Dispose();
+        AlphasCumprod.Dispose();
+        GC.SuppressFinalize(this);
+    }
 
     /// <summary>Zero terminal SNR for the sigma-based schedulers: diffusers pins the last alphas_cumprod to 2^-24.</summary>
     protected void PinLastAlphaCumprod()

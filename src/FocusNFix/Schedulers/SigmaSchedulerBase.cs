@@ -25,11 +25,18 @@ public abstract class SigmaSchedulerBase : SchedulerBase
     protected void SetSchedule(float[] sigmas, Tensor timesteps)
     {
         SigmaValues = sigmas;
+        _sigmas?.Dispose();
         _sigmas = tensor(sigmas).DetachFromDisposeScope();
         Timesteps = timesteps.DetachFromDisposeScope();
         TimestepValues = ScheduleMath.HostValues(Timesteps);
         StepIndex = null;
         BeginIndex = null;
+    }
+
+    public override void Dispose()
+    {
+        _sigmas?.Dispose();
+        base.Dispose();
     }
 
     /// <summary>The position of <paramref name="t"/> in the schedule; the second match when it repeats (img2img starts mid-schedule).</summary>

@@ -28,6 +28,7 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly PoolSampler _sampler;
     int _startStep;
     readonly bool _ownsReward;
+    readonly IHeatmapSource? _ownedHeatmap;
     readonly List<int> _active;
     int _skipped;
 
@@ -36,13 +37,15 @@ public sealed class FocusNFixTrainer : IDisposable
     public const string LogName = RunFolder.LogName;
 
     /// <param name="resume">continue the run in the config's output_dir from its newest checkpoint (<c>--resume</c>).</param>
-    /// <param name="reward">overrides the config's rewards (tests, custom rewards from code).</param>
-    /// <param name="heatmapOverride">overrides the config's heatmap source.</param>
+    /// <param name="reward">overrides the config's rewards (tests, custom rewards from code); moved to the pipeline's
+    /// device, still owned by the caller.</param>
+    /// <param name="heatmapOverride">overrides the config's heatmap source; moved to the pipeline's device, still owned
+    /// by the caller.</param>
     /// <param name="overwrite">delete the run files already in output_dir first (<c>--overwrite</c>); without it or
     /// <paramref name="resume"/>, a folder that holds a run is refused.</param>
     /// <param name="warn">told about a stale lock taken over (default: a "warning:" line on stderr).</param>
     public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null,
-        IReward? reward = null, HeatmapFunction? heatmapOverride = null, bool overwrite = false, Action<string>? warn = null)
+        IReward? reward = null, IHeatmapSource? heatmapOverride = null, bool overwrite = false, Action<string>? warn = null)
     {
         Config = config;
         RunDir = config.OutputDir;
@@ -59,7 +62,7 @@ public sealed class FocusNFixTrainer : IDisposable
         Run.WriteConfig(config);
 
         manual_seed(config.Seed);
-        _pipe = TextToImagePipeline.Load(config.Model, new Device(config.Device), ParseDType(config.Dtype));
+        _pipe = TextToImagePipeline.Load(config.Model, Placement.ParseDevice(config.Device, "device"), Placement.ParseDType(config.Dtype, "dtype"));
         if (config.Sampling.Scheduler is { } s) _pipe.UseScheduler(s);
         // PNDM's step returns no x0 prediction, and ReFL's image is one.
         if (config.Draft.Mode == "refl" && _pipe.Scheduler is Schedulers.PndmScheduler)
@@ -68,8 +71,11 @@ public sealed class FocusNFixTrainer : IDisposable
         if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
 
         _ownsReward = reward is null;
-        _reward = reward ?? RewardFactory.CreateRewards(config.Rewards);
-        var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _reward);
+        _reward = reward ?? RewardFactory.CreateRewards(config.Rewards, _pipe.Device);
+        _reward.To(_pipe.Device);
+        var heatmap = heatmapOverride ?? RewardFactory.CreateHeatmap(config.Heatmap, _pipe.Device, _reward);
+        _ownedHeatmap = heatmapOverride is null ? heatmap : null;
+        heatmap.To(_pipe.Device);
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
         var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Run.DefaultCacheDir : null;
@@ -136,12 +142,6 @@ public sealed class FocusNFixTrainer : IDisposable
     public LoraNetwork Lora => _lora;
     public TextToImagePipeline Pipeline => _pipe;
     public OriginalCache Cache => _cache;
-
-    static ScalarType ParseDType(string s) => s switch
-    {
-        "float32" => ScalarType.Float32, "bfloat16" => ScalarType.BFloat16, "float16" => ScalarType.Float16,
-        _ => throw new InvalidInputException($"dtype '{s}': expected float32, bfloat16 or float16"),
-    };
 
     /// <summary>The config's draft section as the loop's gradient window.</summary>
     public static GradientWindow Window(DraftConfig d) => new(
@@ -312,6 +312,9 @@ public sealed class FocusNFixTrainer : IDisposable
 
     public int StartStep => _startStep;
 
+    /// <summary>Writes checkpoints/step-N now (the run writes them every train.checkpoint_every steps and at the end).</summary>
+    public void SaveCheckpoint(int nextStep) => Run.SaveCheckpoint(nextStep, _lora, Optimizer, _skipped, Config);
+
     public void Dispose()
     {
         DisposeResources();
@@ -323,6 +326,8 @@ public sealed class FocusNFixTrainer : IDisposable
     {
         _cache?.Dispose();
         Optimizer?.Dispose();
+        _lora?.Dispose();
+        _ownedHeatmap?.Dispose();
         _sampler?.Dispose();
         _pipe?.Dispose();
         if (_ownsReward) (_reward as IDisposable)?.Dispose();

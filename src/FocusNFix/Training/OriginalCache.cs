@@ -40,7 +40,7 @@ public sealed class OriginalCache : IDisposable
     /// <param name="key">what the entries depend on besides the pool (the trainer's: model, sampling, dtype, device,
     /// heatmap, mask, rewards), as text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
     public static OriginalCache Build(PoolSampler sampler, IReadOnlyList<PoolEntry> pool,
-        HeatmapFunction heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
+        IHeatmapSource heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
         string? key = null)
     {
         var manifest = ManifestText(pool, key);
@@ -62,13 +62,14 @@ public sealed class OriginalCache : IDisposable
             using var scope = NewDisposeScope();
             var chunk = Enumerable.Range(start, Math.Min(batchSize, pool.Count - start)).ToList();
             var entries = chunk.Select(i => pool[i]).ToList();
-            var prompts = entries.Select(e => e.Prompt).ToList();
             // The training path's own sampling without gradients: I0 is what a zero LoRA reproduces.
             var noise = sampler.Noise(entries);
             var latents = sampler.Sample(entries, noise, withGrad: false);
             var images = sampler.ToImages(latents);
             Tensor heat;
-            using (no_grad()) heat = heatmap(images, prompts, chunk.Select(i => (pool[i].PromptIndex, pool[i].Seed)).ToList()).detach();
+            using (no_grad()) heat = heatmap.Compute(images, entries.Select(e => new HeatmapKey(e.Prompt, e.PromptIndex, e.Seed)).ToList()).detach();
+            if (!Placement.Same(heat.device, sampler.Pipeline.Device))
+                throw new InvalidOperationException($"the heatmap source {heatmap.GetType().Name} returned its map on {heat.device}, not on the images' device {sampler.Pipeline.Device}");
             var mask = HeatmapMask.FromHeatmap(heat, maskOptions);
             for (int k = 0; k < chunk.Count; k++)
             {

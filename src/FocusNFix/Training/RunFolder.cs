@@ -256,9 +256,13 @@ public sealed class RunFolder : IDisposable
         var tmp = final + ".tmp";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         Directory.CreateDirectory(tmp);
-        Safetensors.Save(Path.Combine(tmp, LoraStateName), lora.StateDict());
-        KillPoint.Reached("checkpoint-write", nextStep);
-        Safetensors.Save(Path.Combine(tmp, OptimizerName), optimizer.StateDict());
+        // The state dicts hold fresh handles (views, the step counter): disposed here, not left to the garbage collector.
+        using (var scope = NewDisposeScope())
+        {
+            Safetensors.Save(Path.Combine(tmp, LoraStateName), lora.StateDict());
+            KillPoint.Reached("checkpoint-write", nextStep);
+            Safetensors.Save(Path.Combine(tmp, OptimizerName), optimizer.StateDict());
+        }
         File.WriteAllText(Path.Combine(tmp, ConfigName), config.ToJson());
         File.WriteAllText(Path.Combine(tmp, StateName), JsonSerializer.Serialize(new
         {
@@ -291,9 +295,12 @@ public sealed class RunFolder : IDisposable
         }
         if (step != checkpoint.Step) throw new InvalidInputException($"{statePath}: step = {step}: expected {checkpoint.Step}, the step in the folder's name");
         var loraPath = Path.Combine(checkpoint.Folder, LoraStateName);
-        lora.LoadStateDict(Safetensors.Load(loraPath), loraPath);
         var optimizerPath = Path.Combine(checkpoint.Folder, OptimizerName);
-        optimizer.LoadStateDict(Safetensors.Load(optimizerPath), optimizerPath);
+        using (var scope = NewDisposeScope())
+        {
+            lora.LoadStateDict(Safetensors.Load(loraPath), loraPath);
+            optimizer.LoadStateDict(Safetensors.Load(optimizerPath), optimizerPath);
+        }
         KillPoint.Reached("resume", step);
         return (step, skipped);
     }

@@ -172,7 +172,7 @@ public sealed class RegionRewardModel : nn.Module<Tensor, Tensor>, IReward, IHea
     }
 
     /// <summary>[B,1,H,W] in (0,1) on the images' device and dtype; differentiable with respect to the images.</summary>
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts)
+    public Tensor Heatmap(Tensor images)
     {
         using var scope = NewDisposeScope();
         var h = forward(ToModel(images, $"{Name} region reward")).sigmoid();
@@ -180,8 +180,15 @@ public sealed class RegionRewardModel : nn.Module<Tensor, Tensor>, IReward, IHea
         return h.MoveToOuterDisposeScope();
     }
 
-    /// <summary>The heatmap without prompts.</summary>
-    public Tensor Heatmap(Tensor images) => Heatmap(images, Array.Empty<string>());
+    /// <summary>The heatmap as a heatmap source: the model is not text-conditioned, so the keys only size the batch.</summary>
+    public Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys)
+    {
+        HeatmapKey.CheckBatch(images, keys, $"{Name} region reward");
+        return Heatmap(images);
+    }
+
+    /// <summary>Moves the weights to <paramref name="device"/> (dtype unchanged).</summary>
+    public void To(Device device) => this.to(device);
 
     /// <summary>Reward [B] by the config's reward_form (see the class), on the model's device and dtype; differentiable.</summary>
     public Tensor Score(Tensor images, IReadOnlyList<string> prompts)

@@ -10,7 +10,7 @@ namespace FocusNFix.Tests.Rewards;
 public class HeatmapSourceTests : IDisposable
 {
     const double Atol = 1e-5;
-    static readonly string[] NoPrompts = Array.Empty<string>();
+    static IReadOnlyList<HeatmapKey> Keys(Tensor images) => HeatmapKey.Unidentified(images.shape[0]);
     readonly string _dir = Directory.CreateTempSubdirectory("fnf-heat-").FullName;
     public void Dispose() => Directory.Delete(_dir, true);
 
@@ -52,7 +52,7 @@ public class HeatmapSourceTests : IDisposable
     {
         using var src = new TorchScriptHeatmapSource(Path.Combine(Golden.Case("heatmap_torchscript_tiny"), "model.pt"));
         using var images = Golden.Inputs("heatmap_torchscript_tiny")["image_rect"].requires_grad_(true);
-        using var heat = src.Heatmap(images, NoPrompts);
+        using var heat = src.Compute(images, Keys(images));
         heat.sum().backward();
         Assert.NotNull(images.grad);
         Assert.True(images.grad!.abs().sum().item<float>() > 0);
@@ -66,7 +66,7 @@ public class HeatmapSourceTests : IDisposable
             Image(), new Value("mask", "batch", 3, "height", "width")));
         using var src = new OnnxHeatmapSource(path);
         using var images = rand(2, 3, 8, 12);
-        var e = Assert.Throws<InvalidInputException>(() => src.Heatmap(images, NoPrompts));
+        var e = Assert.Throws<InvalidInputException>(() => src.Compute(images, Keys(images)));
         Assert.Contains(path, e.Message);
         Assert.Contains("'mask'", e.Message);
         Assert.Contains("[2,3,8,12]", e.Message);
@@ -110,7 +110,7 @@ public class HeatmapSourceTests : IDisposable
         Assert.Throws<InvalidInputException>(() => new OnnxHeatmapSource(path, output: "mask"));
         using var src = new OnnxHeatmapSource(path);
         using var gray = rand(1, 1, 8, 8);
-        Assert.Contains("[1,1,8,8]", Assert.Throws<InvalidInputException>(() => src.Heatmap(gray, NoPrompts)).Message);
+        Assert.Contains("[1,1,8,8]", Assert.Throws<InvalidInputException>(() => src.Compute(gray, Keys(gray))).Message);
     }
 
     [Fact]
@@ -119,13 +119,13 @@ public class HeatmapSourceTests : IDisposable
         var path = WriteModel("mean.onnx", Model(new[] { ChannelMean("image", "heat") }, Image(), new Value("heat", "batch", 1, "height", "width")));
         using var images = rand(2, 3, 5, 7, dtype: float64);
         using (var src = new OnnxHeatmapSource(path))
-        using (var heat = src.Heatmap(images, NoPrompts))
+        using (var heat = src.Compute(images, Keys(images)))
         {
             Assert.Equal(float64, heat.dtype);
             Golden.AssertClose(images.mean(new long[] { 1 }, keepdim: true), heat, 1e-6, 0, "probability");
         }
         using (var src = new OnnxHeatmapSource(path, "image", "heat", inputRange: "-1, 1", output: "logit"))
-        using (var heat = src.Heatmap(images, NoPrompts))
+        using (var heat = src.Compute(images, Keys(images)))
             Golden.AssertClose((images * 2 - 1).mean(new long[] { 1 }, keepdim: true).sigmoid(), heat, 1e-6, 0, "logit");
     }
 
@@ -144,7 +144,7 @@ public class HeatmapSourceTests : IDisposable
         var path = WriteModel("half.onnx", Model(withAxes, Image(), new Value("heat", "batch", "h2", "w2")));
         using var images = rand(2, 3, 8, 12) * 3 - 1; // outside [0,1] so the clamp matters
         using var src = new OnnxHeatmapSource(path);
-        using var heat = src.Heatmap(images, NoPrompts);
+        using var heat = src.Compute(images, Keys(images));
         using var low = nn.functional.avg_pool2d(images.mean(new long[] { 1 }, keepdim: true), 2, 2);
         using var expected = nn.functional.interpolate(low, new long[] { 8, 12 }, mode: InterpolationMode.Bilinear, align_corners: false).clamp(0, 1);
         Golden.AssertClose(expected, heat, 1e-6, 0, "resized");

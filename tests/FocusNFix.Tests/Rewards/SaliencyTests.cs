@@ -9,7 +9,7 @@ namespace FocusNFix.Tests.Rewards;
 
 public class SaliencyTests : IDisposable
 {
-    static readonly string[] Prompts = { "" };
+    static IReadOnlyList<HeatmapKey> Keys(Tensor images, string prompt = "") => HeatmapKey.Unidentified(images.shape[0], prompt);
     readonly string _dir = Directory.CreateTempSubdirectory("fnf-saliency-").FullName;
     readonly ITestOutputHelper _out;
 
@@ -23,6 +23,7 @@ public class SaliencyTests : IDisposable
     sealed class RedPenalty : IReward
     {
         public string Name => "red-penalty";
+        public void To(Device device) { }
         public Tensor Score(Tensor images, IReadOnlyList<string> prompts)
         {
             using var scope = NewDisposeScope();
@@ -33,7 +34,7 @@ public class SaliencyTests : IDisposable
 
     void AssertLocalises(IHeatmapSource source, Tensor images, int top, int left, int size, string what)
     {
-        using var map = source.Heatmap(images, Prompts);
+        using var map = source.Compute(images, Keys(images));
         Assert.Equal(new long[] { images.shape[0], 1, images.shape[2], images.shape[3] }, map.shape);
         Assert.Equal(images.dtype, map.dtype);
         Assert.False(map.requires_grad);
@@ -57,8 +58,8 @@ public class SaliencyTests : IDisposable
         var source = new GradientSaliency(new RedPenalty(), SaliencyMethod.SmoothGrad, samples: 8, noise: 0.15, seed: 5);
         AssertLocalises(source, images, 14, 4, 12, "SmoothGrad, model-free");
         // The noise is seeded: the same call gives the same map.
-        using var a = source.Heatmap(images, Prompts);
-        using var b = source.Heatmap(images, Prompts);
+        using var a = source.Compute(images, Keys(images));
+        using var b = source.Compute(images, Keys(images));
         Assert.True((a == b).all().item<bool>());
     }
 
@@ -70,8 +71,8 @@ public class SaliencyTests : IDisposable
         // Patch-aligned on the 8x8 grid of 4-pixel patches: grid rows 2-3, columns 4-5.
         using var images = PlantedRedPatch(2, 32, 32, top: 8, left: 16, size: 8);
         using (var clean = PlantedRedPatch(2, 32, 32, top: 0, left: 0, size: 0))
-        using (var withPatch = reward.Score(images, Prompts))
-        using (var without = reward.Score(clean, Prompts))
+        using (var withPatch = reward.Score(images, new[] { "" }))
+        using (var without = reward.Score(clean, new[] { "" }))
             Assert.True((withPatch < without).all().item<bool>(), "the hand-made reward must penalise the red patch");
         AssertLocalises(new GradCamSaliency(reward), images, 8, 16, 8, "Grad-CAM, CLIP aesthetic");
         AssertLocalises(new GradientSaliency(reward), images, 8, 16, 8, "gradient x input, CLIP aesthetic");
@@ -85,7 +86,7 @@ public class SaliencyTests : IDisposable
         // 32x64: the tower sees the middle 32x32 (columns 16-47); the patch lies inside it, on the grid.
         using var images = PlantedRedPatch(1, 32, 64, top: 20, left: 24, size: 8);
         AssertLocalises(new GradCamSaliency(reward, blurSigma: 0.5), images, 20, 24, 8, "Grad-CAM through a crop");
-        using var map = new GradCamSaliency(reward).Heatmap(images, Prompts);
+        using var map = new GradCamSaliency(reward).Compute(images, Keys(images));
         Assert.Equal(0f, map[0, 0, TensorIndex.Colon, TensorIndex.Slice(0, 12)].max().item<float>());
     }
 
@@ -98,14 +99,14 @@ public class SaliencyTests : IDisposable
         using var images = PlantedRedPatch(2, 40, 36, top: 4, left: 4, size: 8);
         foreach (IVisionTokenReward reward in new IVisionTokenReward[] { safety, pick })
         {
-            using var map = new GradCamSaliency(reward).Heatmap(images, new[] { "a red square" });
+            using var map = new GradCamSaliency(reward).Compute(images, Keys(images, "a red square"));
             Assert.Equal(new long[] { 2, 1, 40, 36 }, map.shape);
             Assert.True(map.isfinite().all().item<bool>());
             Assert.True(map.max().item<float>() <= 1);
         }
-        var e = Assert.Throws<InvalidInputException>(() => new GradCamSaliency(safety, layer: -1).Heatmap(images, Prompts));
+        var e = Assert.Throws<InvalidInputException>(() => new GradCamSaliency(safety, layer: -1).Compute(images, Keys(images)));
         Assert.Contains("class token", e.Message);
-        e = Assert.Throws<InvalidInputException>(() => new GradCamSaliency(safety, layer: 9).Heatmap(images, Prompts));
+        e = Assert.Throws<InvalidInputException>(() => new GradCamSaliency(safety, layer: 9).Compute(images, Keys(images)));
         Assert.Contains("0..3", e.Message);
     }
 
@@ -114,13 +115,14 @@ public class SaliencyTests : IDisposable
     {
         var detached = new Detached();
         using var images = torch.rand(1, 3, 8, 8);
-        var e = Assert.Throws<InvalidInputException>(() => new GradientSaliency(detached).Heatmap(images, Prompts));
+        var e = Assert.Throws<InvalidInputException>(() => new GradientSaliency(detached).Compute(images, Keys(images)));
         Assert.Contains("not differentiable", e.Message);
     }
 
     sealed class Detached : IReward
     {
         public string Name => "detached";
+        public void To(Device device) { }
         public Tensor Score(Tensor images, IReadOnlyList<string> prompts) => images.detach().mean(new long[] { 1, 2, 3 });
     }
 }

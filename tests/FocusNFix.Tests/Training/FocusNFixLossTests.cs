@@ -13,6 +13,7 @@ public class FocusNFixLossTests
     {
         public string Name => "constant";
         public Tensor Score(Tensor images, IReadOnlyList<string> prompts) => full(images.shape[0], value) + 0 * images.sum();
+        public void To(Device device) { }
     }
 
     static LossBatch Batch(Tensor images, Tensor originals, Tensor masks) =>

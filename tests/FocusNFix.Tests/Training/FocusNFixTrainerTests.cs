@@ -1,5 +1,6 @@
 using FocusNFix.IO;
 using FocusNFix.Rewards;
+using FocusNFix.Tests.Rewards;
 using FocusNFix.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -12,6 +13,7 @@ sealed class RedReward : IReward
     public int Calls;
     public HashSet<int> NanOnCalls { get; } = new();
     public string Name => "red";
+    public void To(Device device) { }
     public Tensor Score(Tensor images, IReadOnlyList<string> prompts)
     {
         Calls++;
@@ -45,12 +47,7 @@ public class FocusNFixTrainerTests : IDisposable
     }
 
     // The heatmap marks the top half of every image as the problem region.
-    static Tensor TopHalf(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int, long)> keys)
-    {
-        var h = zeros(images.shape[0], 1, images.shape[2], images.shape[3]);
-        h[.., .., TensorIndex.Slice(0, images.shape[2] / 2)] = 1;
-        return h;
-    }
+    static readonly IHeatmapSource TopHalf = FunctionHeatmap.TopHalf();
 
     [Fact]
     public void ShortRunRaisesTheReward()

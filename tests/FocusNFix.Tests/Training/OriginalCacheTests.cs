@@ -1,5 +1,6 @@
 using FocusNFix.Masks;
 using FocusNFix.Pipelines;
+using FocusNFix.Tests.Rewards;
 using FocusNFix.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -17,20 +18,13 @@ public class OriginalCacheTests : IDisposable
         new(1, "a blue square in the center on a gray background", 3),
     };
 
-    int _heatmapCalls;
-
-    Tensor LeftHalf(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int, long)> keys)
-    {
-        _heatmapCalls++;
-        var h = zeros(images.shape[0], 1, images.shape[2], images.shape[3]);
-        h[.., .., .., TensorIndex.Slice(0, images.shape[3] / 2)] = 1;
-        return h;
-    }
+    readonly FunctionHeatmap _leftHalf = FunctionHeatmap.LeftHalf();
+    int _heatmapCalls => _leftHalf.Calls;
 
     OriginalCache Build(TextToImagePipeline pipe, string folder, string? key, bool zeroMasks = false)
     {
         using var sampler = new PoolSampler(pipe, steps: 3, guidanceScale: 1.0, eta: 0, new GradientWindow(BackpropMode.DraftK, 1, true));
-        return OriginalCache.Build(sampler, Pool, LeftHalf, new MaskOptions(), zeroMasks, folder, key: key);
+        return OriginalCache.Build(sampler, Pool, _leftHalf, new MaskOptions(), zeroMasks, folder, key: key);
     }
 
     [Fact]

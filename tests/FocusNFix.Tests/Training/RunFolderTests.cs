@@ -33,12 +33,7 @@ public class RunFolderTests : IDisposable
         };
     }
 
-    static Tensor TopHalf(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int, long)> keys)
-    {
-        var h = zeros(images.shape[0], 1, images.shape[2], images.shape[3]);
-        h[.., .., TensorIndex.Slice(0, images.shape[2] / 2)] = 1;
-        return h;
-    }
+    static readonly FocusNFix.Rewards.IHeatmapSource TopHalf = FocusNFix.Tests.Rewards.FunctionHeatmap.TopHalf();
 
     FocusNFixTrainer Trainer(TrainingConfig c, bool resume = false, bool overwrite = false) =>
         new(c, resume, reward: new RedReward(), heatmapOverride: TopHalf, overwrite: overwrite, warn: _warnings.Add);

@@ -46,12 +46,7 @@ public class ZeroLoraInvariantTests : IDisposable
         };
     }
 
-    static Tensor TopHalf(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int, long)> keys)
-    {
-        var h = zeros(images.shape[0], 1, images.shape[2], images.shape[3]);
-        h[.., .., TensorIndex.Slice(0, images.shape[2] / 2)] = 1;
-        return h;
-    }
+    static readonly FocusNFix.Rewards.IHeatmapSource TopHalf = FocusNFix.Tests.Rewards.FunctionHeatmap.TopHalf();
 
     [Theory]
     [MemberData(nameof(Combinations))]

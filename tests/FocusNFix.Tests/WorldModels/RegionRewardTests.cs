@@ -61,7 +61,7 @@ public class RegionRewardTests : IDisposable
         using var scope = NewDisposeScope();
         var m = Fresh();
         var (images, _, _, _) = Scenes(2, 1);
-        var heat = m.Heatmap(images, []);
+        var heat = m.Heatmap(images);
         Assert.Equal(new long[] { 3, 1, 32, 32 }, heat.shape);
         Assert.True(heat.min().item<float>() > 0 && heat.max().item<float>() < 1);
         var score = m.Score(images, ["ignored"]);

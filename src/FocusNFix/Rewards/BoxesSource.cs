@@ -1,106 +1,9 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using FocusNFix.IO;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FocusNFix.Rewards;
-
-/// <summary>
-/// A heatmap source that looks maps up by which generated image it is rather than computing them from the
-/// pixels: human-annotated masks, a detector's boxes saved earlier. Each image is identified by the index of
-/// its prompt and its seed.
-/// </summary>
-public interface IKeyedHeatmapSource
-{
-    /// <summary>
-    /// <paramref name="images"/> [B,3,H,W] (only their size, device and dtype are used); <paramref name="keys"/>
-    /// one (prompt index, seed) per image. Returns [B,1,H,W] in [0,1].
-    /// </summary>
-    Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int PromptIndex, long Seed)> keys);
-}
-
-public static class KeyedHeatmapSource
-{
-    /// <summary>The name under which an image's map is stored: <c>"{promptIndex}_{seed}"</c>.</summary>
-    public static string KeyName((int PromptIndex, long Seed) key) =>
-        key.PromptIndex.ToString(CultureInfo.InvariantCulture) + "_" + key.Seed.ToString(CultureInfo.InvariantCulture);
-
-    /// <summary>Binds <paramref name="keys"/>, giving a plain <see cref="IHeatmapSource"/> for a batch of that many images.</summary>
-    public static IHeatmapSource For(this IKeyedHeatmapSource source, IReadOnlyList<(int PromptIndex, long Seed)> keys) =>
-        new Bound(source, keys.ToArray());
-
-    sealed class Bound(IKeyedHeatmapSource source, (int, long)[] keys) : IHeatmapSource
-    {
-        public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts) => source.Heatmap(images, prompts, keys);
-    }
-
-    internal static void Check(Tensor images, IReadOnlyList<(int PromptIndex, long Seed)> keys, string who)
-    {
-        HeatmapModelIO.CheckImages(images, who);
-        if (keys is null || keys.Count != images.shape[0])
-            throw new InvalidInputException($"{who}: {keys?.Count ?? 0} (prompt index, seed) keys for {images.shape[0]} images; give one per image");
-    }
-}
-
-/// <summary>
-/// Masks from a folder of greyscale images named <c>{promptIndex}_{seed}.png</c> (also .jpg/.jpeg/.bmp/.webp),
-/// e.g. drawn by hand over the generated samples. White (1) marks the region; colour images are averaged over
-/// channels; a mask whose size differs from the image's is resized bilinearly. A missing mask is an error
-/// naming the folder and the expected file.
-/// </summary>
-public sealed class MaskFolderSource : IKeyedHeatmapSource
-{
-    static readonly string[] Extensions = { ".png", ".jpg", ".jpeg", ".bmp", ".webp" };
-
-    public string Folder { get; }
-
-    public MaskFolderSource(string folder)
-    {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: mask folder not found");
-        Folder = folder;
-    }
-
-    /// <summary>The mask file for <paramref name="key"/>, or null when there is none.</summary>
-    public string? PathFor((int PromptIndex, long Seed) key)
-    {
-        var stem = KeyedHeatmapSource.KeyName(key);
-        foreach (var ext in Extensions)
-        {
-            var p = Path.Combine(Folder, stem + ext);
-            if (File.Exists(p)) return p;
-        }
-        return null;
-    }
-
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int PromptIndex, long Seed)> keys)
-    {
-        KeyedHeatmapSource.Check(images, keys, $"mask folder {Folder}");
-        long h = images.shape[2], w = images.shape[3];
-        using var scope = NewDisposeScope();
-        var maps = new List<Tensor>();
-        foreach (var key in keys)
-        {
-            var path = PathFor(key) ?? throw Missing(key);
-            var m = Images.LoadGray(path).unsqueeze(0).unsqueeze(0);
-            if (m.shape[2] != h || m.shape[3] != w)
-                m = nn.functional.interpolate(m, new[] { h, w }, mode: InterpolationMode.Bilinear, align_corners: false);
-            maps.Add(m);
-        }
-        return torch.cat(maps, 0).clamp(0.0, 1.0).to(images.dtype, images.device).MoveToOuterDisposeScope();
-    }
-
-    InvalidInputException Missing((int PromptIndex, long Seed) key)
-    {
-        var present = Directory.EnumerateFiles(Folder).Select(Path.GetFileName)
-            .Where(n => Extensions.Contains(Path.GetExtension(n), StringComparer.OrdinalIgnoreCase)).OrderBy(n => n).ToList();
-        return new InvalidInputException(
-            $"{Folder}: no mask for prompt {key.PromptIndex}, seed {key.Seed}: expected the file {KeyedHeatmapSource.KeyName(key)}.png " +
-            $"(masks are named <prompt-index>_<seed>.png); the folder has {present.Count} mask files" +
-            (present.Count > 0 ? $", e.g. {string.Join(", ", present.Take(5))}" : ""));
-    }
-}
 
 /// <summary>How a box's four numbers are laid out.</summary>
 public enum BoxFormat
@@ -124,13 +27,13 @@ public sealed record Detection(double X0, double Y0, double X1, double Y1, doubl
 /// "score" defaults to 1 and the label may be written "label" or "class" (NudeNet 3 writes "class" and
 /// [x, y, w, h] boxes: use <see cref="BoxFormat.Xywh"/>, and a file from
 /// <c>json.dump({f"{i}_{seed}": NudeDetector().detect(path) for ...}, f)</c> loads as is). Coordinates are
-/// pixels of the images passed to <see cref="Heatmap"/>, or fractions of width/height with <c>normalized</c>.
+/// pixels of the images passed to <see cref="Compute"/>, or fractions of width/height with <c>normalized</c>.
 /// A pixel belongs to a box when its centre lies inside. Boxes below <c>minScore</c> or whose label is not in
 /// <c>labels</c> (when given) are skipped. The mask is 1 inside kept boxes (their score with
 /// <c>weightByScore</c>, the highest where boxes overlap) and 0 elsewhere; an image listed with no boxes gets
 /// an empty mask, an image not listed at all is an error.
 /// </summary>
-public sealed class BoxesSource : IKeyedHeatmapSource
+public sealed class BoxesSource : IHeatmapSource
 {
     readonly Dictionary<string, Detection[]> _entries;
 
@@ -155,8 +58,8 @@ public sealed class BoxesSource : IKeyedHeatmapSource
     }
 
     /// <summary>All detections of an image before filtering, or null when the file does not list it.</summary>
-    public IReadOnlyList<Detection>? DetectionsFor((int PromptIndex, long Seed) key) =>
-        _entries.TryGetValue(KeyedHeatmapSource.KeyName(key), out var d) ? d : null;
+    public IReadOnlyList<Detection>? DetectionsFor(HeatmapKey key) =>
+        _entries.TryGetValue(key.Name, out var d) ? d : null;
 
     Dictionary<string, Detection[]> Parse(string text)
     {
@@ -194,15 +97,17 @@ public sealed class BoxesSource : IKeyedHeatmapSource
         n is JsonValue jv && jv.TryGetValue<double>(out var x) && double.IsFinite(x) ? x
             : throw new InvalidInputException($"{where}: expected a finite number, got {n?.ToJsonString() ?? "null"}");
 
-    public Tensor Heatmap(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<(int PromptIndex, long Seed)> keys)
+    public Tensor Compute(Tensor images, IReadOnlyList<HeatmapKey> keys)
     {
-        KeyedHeatmapSource.Check(images, keys, $"boxes file {Path}");
+        HeatmapKey.CheckBatch(images, keys, $"boxes file {Path}");
         int h = (int)images.shape[2], w = (int)images.shape[3];
         var data = new float[keys.Count * h * w];
         for (int b = 0; b < keys.Count; b++)
         {
+            if (!keys[b].IsIdentified)
+                throw new InvalidInputException($"boxes file {Path}: boxes are looked up by prompt index and seed, and this image has none (only images generated from a prompt list have them)");
             var detections = DetectionsFor(keys[b]) ?? throw new InvalidInputException(
-                $"{Path}: no entry \"{KeyedHeatmapSource.KeyName(keys[b])}\" for prompt {keys[b].PromptIndex}, seed {keys[b].Seed} " +
+                $"{Path}: no entry \"{keys[b].Name}\" for prompt {keys[b].PromptIndex}, seed {keys[b].Seed} " +
                 $"(the file has {_entries.Count} entries{(_entries.Count > 0 ? ", e.g. " + string.Join(", ", _entries.Keys.Take(5)) : "")}); " +
                 "write [] for an image with no detections");
             foreach (var d in detections)
@@ -223,4 +128,9 @@ public sealed class BoxesSource : IKeyedHeatmapSource
         }
         return torch.tensor(data, new long[] { keys.Count, 1, h, w }).To(images);
     }
+
+    /// <summary>Nothing to move: the boxes are drawn on the host and handed back on the images' device.</summary>
+    public void To(Device device) { }
+
+    public void Dispose() { }
 }
