@@ -58,7 +58,7 @@ public sealed class MaskFolderSource : IKeyedHeatmapSource
 
     public MaskFolderSource(string folder)
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: mask folder not found");
+        InputFile.RequireFolder(folder, "mask folder");
         Folder = folder;
     }
 
@@ -69,7 +69,7 @@ public sealed class MaskFolderSource : IKeyedHeatmapSource
         foreach (var ext in Extensions)
         {
             var p = Path.Combine(Folder, stem + ext);
-            if (File.Exists(p)) return p;
+            if (InputFile.KindOf(p) != PathKind.Missing) return p;
         }
         return null;
     }
@@ -150,8 +150,7 @@ public sealed class BoxesSource : IKeyedHeatmapSource
         MinScore = minScore;
         Labels = labels?.ToHashSet(StringComparer.Ordinal);
         WeightByScore = weightByScore;
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: boxes file not found");
-        _entries = Parse(File.ReadAllText(path));
+        _entries = Parse(InputFile.ReadAllText(path, "boxes file"));
     }
 
     /// <summary>All detections of an image before filtering, or null when the file does not list it.</summary>
