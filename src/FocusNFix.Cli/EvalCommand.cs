@@ -1,5 +1,6 @@
 using System.CommandLine;
 using FocusNFix.Evaluation;
+using FocusNFix.IO;
 using FocusNFix.Masks;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
@@ -18,7 +19,7 @@ public static class EvalCommand
         var logs = new Option<string[]>("--training-log") { Description = "NAME=log.jsonl of a training run, for the curves (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var prompts = new Option<string?>("--prompts") { Description = "Prompt file, one per line (default: the world's test split)" };
         var world = new Option<string?>("--world") { Description = "world.json: enables the oracle figures (default: world.json beside the model folder, if any)" };
-        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 }.AtLeast(1);
         var target = new Option<string>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed)", Required = true };
         var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var heatmap = new Option<string>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap); masks are built with the training defaults (threshold 0.5, dilation 2, no normalisation)", Required = true };
@@ -33,11 +34,18 @@ public static class EvalCommand
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
+            var outDir = pr.GetValue(output)!;
+            // Every file and value that needs no model is refused before the rewards and the pipeline load.
+            OutputFolder.Check(outDir, "--out");
+            CommonOptions.CheckSampling(pr.GetValue(steps), pr.GetValue(guidance));
+            var loraList = pr.GetValue(loras)!.Select(ParsePair).ToList();
+            var logList = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path);
+            Evaluator.CheckFiles(loraList, logList);
             var modelDir = pr.GetValue(model)!;
             var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
             ShapesWorld? w = File.Exists(worldPath) ? ShapesWorld.Load(worldPath) : null;
             IReadOnlyList<string> promptList = pr.GetValue(prompts) is { } pf
-                ? (File.Exists(pf) ? File.ReadAllLines(pf).Select(l => l.Trim()).Where(l => l.Length > 0).ToList() : throw new InvalidInputException($"{pf}: prompt file not found"))
+                ? InputFile.ReadLines(pf, "prompt file").Select(l => l.Trim()).Where(l => l.Length > 0).ToList()
                 : w != null ? PromptSplits.Prompts(w.Spec, Split.Test) : throw new InvalidInputException("--prompts FILE is required when the model has no world.json beside it");
             var targetReward = RewardFactory.CreateReward(SourceSpecs.Reward(pr.GetValue(target)!));
             var heat = RewardFactory.CreateHeatmap(SourceSpecs.Heatmap(pr.GetValue(heatmap)!), targetReward);
@@ -57,15 +65,13 @@ public static class EvalCommand
             var setup = new EvalSetup
             {
                 Prompts = promptList, Seeds = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList(),
-                Loras = pr.GetValue(loras)!.Select(ParsePair).ToList(),
-                TrainingLogs = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path),
+                Loras = loraList, TrainingLogs = logList,
                 Steps = stepCount, GuidanceScale = guidanceScale,
                 Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, Oracle = w is null ? null : w.OracleFigures,
                 // The masks a training run builds by default (no per-image normalisation, which would give every clean
                 // image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
                 Mask = new TrainingConfig().Mask,
             };
-            var outDir = pr.GetValue(output)!;
             var result = Progress.RunWithStatus("evaluating", report => Evaluator.Run(pipe, setup, outDir, (what, d, t) => report(d, t, what)));
             result.Notes["command"] = "fnf " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1));
             ReportWriter.Write(result, outDir);
