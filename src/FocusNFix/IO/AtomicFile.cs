@@ -5,17 +5,15 @@ namespace FocusNFix.IO;
 /// <summary>
 /// Writes files through a temporary file and a rename, so a crash never leaves a half-written output. A write that
 /// fails (a full disk, a vanished folder) deletes its temporary file and reports the target in one
-/// <see cref="InvalidInputException"/>; <see cref="Abandon"/> deletes the temporary files of writes still in flight
-/// when the process is interrupted (Ctrl-C), where no finally block runs.
+/// <see cref="InvalidInputException"/>; <see cref="TemporaryFiles.Abandon"/> deletes the temporary files of writes still
+/// in flight when the process is interrupted (Ctrl-C), where no finally block runs.
 /// </summary>
 public static class AtomicFile
 {
-    static readonly object Gate = new();
-    static readonly HashSet<string> InFlight = new(StringComparer.Ordinal);
-    static bool _abandoned;
-
-    public static void Write(string path, Action<Stream> write)
+    /// <param name="files">Where the temporary file is tracked; default the process's (<see cref="TemporaryFiles.Process"/>).</param>
+    public static void Write(string path, Action<Stream> write, TemporaryFiles? files = null)
     {
+        files ??= TemporaryFiles.Process;
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full)!;
         OutputFolder.Create(dir, "output folder");
@@ -25,24 +23,12 @@ public static class AtomicFile
         var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
-            FileStream fs;
-            // Registered and created under the lock, so Abandon sees every temporary file that exists.
-            lock (Gate)
-            {
-                if (_abandoned) throw new OperationCanceledException($"{path}: not written, the process is being interrupted");
-                InFlight.Add(tmp);
-                fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write);
-            }
-            using (fs)
+            using (var fs = files.Create(tmp, path))
             {
                 write(fs);
                 fs.Flush(true);
             }
-            lock (Gate)
-            {
-                if (_abandoned) throw new OperationCanceledException($"{path}: not written, the process is being interrupted");
-                File.Move(tmp, full, overwrite: true);
-            }
+            files.Commit(tmp, full);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -51,11 +37,7 @@ public static class AtomicFile
         }
         finally
         {
-            lock (Gate)
-            {
-                InFlight.Remove(tmp);
-                if (File.Exists(tmp)) File.Delete(tmp);
-            }
+            files.Release(tmp);
         }
     }
 
@@ -63,27 +45,4 @@ public static class AtomicFile
 
     public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
     public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
-
-    /// <summary>
-    /// Deletes the temporary files of the writes in flight and makes every later write fail; returns how many were
-    /// deleted. For an interrupted process, just before it exits.
-    /// </summary>
-    public static int Abandon()
-    {
-        lock (Gate)
-        {
-            _abandoned = true;
-            int removed = 0;
-            foreach (var tmp in InFlight)
-            {
-                try
-                {
-                    if (File.Exists(tmp)) { File.Delete(tmp); removed++; }
-                }
-                catch (IOException) { } // the process exits next; a file that cannot be deleted now cannot be later either
-            }
-            InFlight.Clear();
-            return removed;
-        }
-    }
 }
