@@ -39,7 +39,9 @@ public static class EvalCommand
             OutputFolder.Check(outDir, "--out");
             CommonOptions.CheckSampling(pr.GetValue(steps), pr.GetValue(guidance));
             var loraList = pr.GetValue(loras)!.Select(ParsePair).ToList();
-            var logList = pr.GetValue(logs)!.Select(ParsePair).ToDictionary(x => x.Name, x => x.Path);
+            var logList = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (name, path) in pr.GetValue(logs)!.Select(ParsePair))
+                if (!logList.TryAdd(name, path)) throw new InvalidInputException($"--training-log {name}={path}: the name '{name}' is given twice");
             Evaluator.CheckFiles(loraList, logList);
             var modelDir = pr.GetValue(model)!;
             var worldPath = pr.GetValue(world) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelDir).TrimEnd('/'))!, WorldSpec.FileName);
