@@ -142,6 +142,7 @@ public sealed class BadInputCatalogueTests : IClassFixture<BadInputFiles>
         new("eval-lora-for-another-model", (f, o) => Eval(f, o, "--lora", "fix=" + BadInputFiles.OtherModelLora), "lora_peft_format.safetensors", "different model"),
         new("eval-lora-without-name", (f, o) => Eval(f, o, "--lora", f.GoodLora), "good-lora.safetensors", "NAME=FILE"),
         new("eval-training-log-bad-line", (f, o) => Eval(f, o, "--training-log", "fix=" + f.In("bad-log.jsonl")), "bad-log.jsonl", "line 1"),
+        new("eval-training-log-name-twice", (f, o) => Eval(f, o, "--training-log", "fix=" + f.In("bad-log.jsonl"), "--training-log", "fix=" + f.In("other.jsonl")), "fix", "twice"),
         new("eval-training-log-missing", (f, o) => Eval(f, o, "--training-log", "fix=" + f.In("no-such-log.jsonl")), "no-such-log.jsonl", "not found"),
         new("eval-prompt-file-fifo", (f, o) => A("eval", "--model", P, "--reward", Reward, "--heatmap", Heat, "--prompts", f.Fifo, "--out", o), "fifo", "FIFO"),
         new("eval-seeds-zero", (f, o) => Eval(f, o, "--seeds", "0"), "--seeds", "0"),
