@@ -48,7 +48,7 @@ public sealed class SampleOptions
         foreach (var (key, side) in new[] { ("height", Height), ("width", Width) })
             if (side is int s)
                 Check(s > 0 && s % 8 == 0 && s <= Models.ModelSizeEstimate.MaxImageSide, key, s,
-                    $"a positive multiple of 8 up to {Models.ModelSizeEstimate.MaxImageSide} pixels");
+                    $"a positive multiple of 8, at most {Models.ModelSizeEstimate.MaxImageSide} pixels");
         Sld?.Validate(label);
     }
 
