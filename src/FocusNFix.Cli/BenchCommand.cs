@@ -12,8 +12,8 @@ public static class BenchCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder", DefaultValueFactory = _ => Path.Combine(WorldCommand.DefaultModels, "base") };
-        var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 4 };
-        var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (median reported)", DefaultValueFactory = _ => 5 };
+        var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 4 }.AtLeast(1);
+        var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (median reported)", DefaultValueFactory = _ => 5 }.AtLeast(1);
         var steps = CommonOptions.SamplingSteps();
         var guidance = CommonOptions.Guidance();
         var device = CommonOptions.Device();
@@ -32,6 +32,7 @@ public static class BenchCommand
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
+            CommonOptions.CheckSampling(pr.GetValue(steps), pr.GetValue(guidance));
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));
             List<BenchFigure> Figures() => Benchmark.Run(pipe, pr.GetValue(batch), pr.GetValue(repeats), stepCount, new[] { 1, 2, 4 }, msg => Console.Error.WriteLine(msg), guidanceScale);

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.Text.RegularExpressions;
 using FocusNFix;
 
 namespace FocusNFix.Cli;
@@ -18,6 +20,37 @@ public static class CliErrors
             Console.Error.WriteLine($"error: {Unwrap(e).Message}");
             return 1;
         }
+    }
+
+    /// <summary>
+    /// Runs a parsed command line, or refuses one with parse errors the way every other bad input is refused: one
+    /// <c>error:</c> line and exit code 2 (System.CommandLine's default prints the whole help and exits with 1).
+    /// </summary>
+    public static int InvokeOrRefuse(ParseResult parsed)
+    {
+        if (parsed.Errors.Count == 0) return parsed.Invoke();
+        var names = new List<string>();
+        for (System.CommandLine.Parsing.SymbolResult? r = parsed.CommandResult; r != null; r = r.Parent)
+            if (r is System.CommandLine.Parsing.CommandResult c) names.Insert(0, c.Command is RootCommand ? "fnf" : c.Command.Name);
+        Console.Error.WriteLine($"error: {string.Join("; ", parsed.Errors.Select(e => Plain(e.Message)))} (see {string.Join(" ", names)} --help)");
+        return 2;
+    }
+
+    // "Cannot parse argument 'abc' for option '--steps' as expected type 'System.Nullable`1[System.Int32]'." names a CLR type.
+    static readonly Regex TypeError = new(@"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(?:System\.Nullable`1\[)?System\.(\w+)\]?'\.?$", RegexOptions.Singleline);
+
+    static string Plain(string message)
+    {
+        var m = TypeError.Match(message.Trim());
+        if (!m.Success) return message.Trim().TrimEnd('.');
+        var expected = m.Groups[3].Value switch
+        {
+            "Int32" or "Int64" => "an integer",
+            "Double" or "Single" => "a number",
+            "Boolean" => "true or false",
+            var t => $"a value of type {t}",
+        };
+        return $"{m.Groups[2].Value} '{m.Groups[1].Value}': expected {expected}";
     }
 
     static Exception Unwrap(Exception e) => e is System.Reflection.TargetInvocationException or AggregateException && e.InnerException != null ? Unwrap(e.InnerException) : e;

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using FocusNFix.Evaluation;
+using FocusNFix.IO;
+using FocusNFix.Masks;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;
 using FocusNFix.Schedulers;
@@ -19,7 +21,7 @@ public static class EvalCommand
         var logs = new Option<string[]>("--training-log") { Description = "NAME=log.jsonl of a training run, for the curves (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var prompts = new Option<string?>("--prompts") { Description = "Prompt file, one per line (default: the world's test split)" };
         var world = new Option<string?>("--world") { Description = "world.json: enables the oracle figures (default: world.json beside the model folder, if any)" };
-        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 1 }.AtLeast(1);
         var target = new Option<string?>("--reward") { Description = "Target reward TYPE:PATH[,EXTRA] (the aspect being fixed; required without --run, which takes the run's rewards)" };
         var others = new Option<string[]>("--other") { Description = "Other reward TYPE:PATH[,EXTRA] to report, not optimised (repeat)", DefaultValueFactory = _ => Array.Empty<string>() };
         var heatmap = new Option<string?>("--heatmap") { Description = "Heatmap source for the preservation masks (see fnf heatmap; required without --run, which takes the run's); without --run masks are built with the training defaults (threshold 0.5, dilation 2, no normalisation)" };
@@ -47,6 +49,16 @@ public static class EvalCommand
             }.Where(kv => Given(kv.Value)).Select(kv => kv.Key).ToHashSet();
             TrainedRun.CheckAgree(trained, overridden);
             var run = trained.FirstOrDefault()?.Config;
+
+            var outDir = pr.GetValue(output)!;
+            // Every file and value that needs no model is refused before the rewards and the pipeline load.
+            OutputFolder.Check(outDir, "--out");
+            CommonOptions.CheckSampling(pr.GetValue(steps), pr.GetValue(guidance));
+            var loraList = trained.Select(r => (r.Name, r.LoraPath)).Concat(pr.GetValue(loras)!.Select(ParsePair)).ToList();
+            var logList = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (name, path) in trained.Select(r => (r.Name, r.LogPath)).Concat(pr.GetValue(logs)!.Select(ParsePair)))
+                if (!logList.TryAdd(name, path)) throw new InvalidInputException($"--training-log {name}={path}: the name '{name}' is given twice");
+            Evaluator.CheckFiles(loraList, logList);
 
             var placement = CommonOptions.ParseDevice(Given(device) || run is null ? pr.GetValue(device)! : run.Device);
             var precision = CommonOptions.ParseDType(Given(dtype) || run is null ? pr.GetValue(dtype)! : run.Dtype);
@@ -85,15 +97,13 @@ public static class EvalCommand
             var setup = new EvalSetup
             {
                 Prompts = promptList, Seeds = Enumerable.Range(0, pr.GetValue(seeds)).Select(i => 1000L + i).ToList(),
-                Loras = trained.Select(r => (r.Name, r.LoraPath)).Concat(pr.GetValue(loras)!.Select(ParsePair)).ToList(),
-                TrainingLogs = trained.Select(r => (r.Name, r.LogPath)).Concat(pr.GetValue(logs)!.Select(ParsePair)).ToDictionary(x => x.Item1, x => x.Item2),
+                Loras = loraList, TrainingLogs = logList,
                 Steps = stepCount, GuidanceScale = guidanceScale, Eta = pr.GetValue(eta) ?? run?.Sampling.Eta ?? 0.0, Scheduler = schedulerName,
                 Target = targetReward, TargetName = "target_reward", Others = otherScorers, Heatmap = heat, Oracle = w is null ? null : w.OracleFigures,
                 // The run's masks, else those a training run builds by default (no per-image normalisation, which would give
                 // every clean image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
                 Mask = run?.Mask ?? new TrainingConfig().Mask,
             };
-            var outDir = pr.GetValue(output)!;
             var result = Progress.RunWithStatus("evaluating", report => Evaluator.Run(pipe, setup, outDir, (what, d, t) => report(d, t, what)));
             result.Notes["command"] = "fnf " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1));
             ReportWriter.Write(result, outDir);

@@ -35,6 +35,11 @@ public static class HeatmapCommand
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
+            // Refused before the heatmap source and the pipeline load, not after sampling.
+            OutputFolder.Check(pr.GetValue(output)!, "--out");
+            CommonOptions.CheckSampling(pr.GetValue(steps), pr.GetValue(guidance));
+            var maskOptions = new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate), Normalise = false };
+            maskOptions.Validate();
             var spec = SourceSpecs.Heatmap(pr.GetValue(heatmap)!);
             var placement = CommonOptions.ParseDevice(pr.GetValue(device)!);
             var precision = CommonOptions.ParseDType(pr.GetValue(dtype)!);
@@ -55,7 +60,7 @@ public static class HeatmapCommand
             var options = new SampleOptions { Steps = stepCount, GuidanceScale = guidanceScale, Seeds = new[] { seedValue } };
             using var result = Progress.Run("sampling", report => pipe.Sample(new[] { p }, options, progress: report));
             var heat = source.Compute(result.Images, new[] { new HeatmapKey(p, index, seedValue) }).detach();
-            var mask = HeatmapMask.FromHeatmap(heat, new MaskOptions { Threshold = pr.GetValue(threshold), DilatePixels = pr.GetValue(dilate), Normalise = false });
+            var mask = HeatmapMask.FromHeatmap(heat, maskOptions);
             var info = GenerationInfo.Of(pipe, p, index, seedValue, options, (int)result.Images.shape[2], (int)result.Images.shape[3]);
             Images.SavePng(result.Images[0], names["image"], info.PngText());
             HeatmapMask.SavePng(heat[0], names["heatmap"], info.As("heatmap").PngText());

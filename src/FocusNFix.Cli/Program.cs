@@ -10,4 +10,5 @@ root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(HeatmapCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
-return CliErrors.Run(() => root.Parse(args).Invoke());
+FocusNFix.IO.Interruption.ExitOnCtrlC();
+return CliErrors.Run(() => CliErrors.InvokeOrRefuse(root.Parse(args)));

@@ -70,7 +70,9 @@ public static class SampleCommand
                 var target = Path.Combine(outDir, $"{settings.Jobs[0].Index}_{settings.Jobs[0].Seed}.png");
                 if (Path.GetFullPath(target) == Path.GetFullPath(source))
                     throw new InvalidInputException($"--from-png {source}: the re-created image would overwrite it; pass --out another folder");
+                CheckBeforeLoading(settings, outDir, key => $"{source}: '{GenerationInfo.JsonKeyword}' metadata '{MetadataKeys.GetValueOrDefault(key, key)}'");
             }
+            else CheckBeforeLoading(settings, outDir, key => Flags.GetValueOrDefault(key, key));
             foreach (var f in Run(settings, outDir)) Console.WriteLine(f);
             return 0;
         }));
@@ -81,6 +83,37 @@ public static class SampleCommand
         string? Negative, double Eta, int? Height, int? Width, int ClipSkip, List<(int Index, string Prompt, long Seed)> Jobs,
         Func<double, SldOptions?> Safe);
 
+    static readonly Dictionary<string, string> Flags = new()
+    {
+        ["num_inference_steps"] = "--steps", ["guidance_scale"] = "--guidance", ["eta"] = "--eta", ["height"] = "--height", ["width"] = "--width",
+        ["clip_skip"] = "--clip-skip", ["lora_scale"] = "--lora-scale",
+    };
+
+    // SampleOptions names settings as diffusers does; the PNG metadata says "steps".
+    static readonly Dictionary<string, string> MetadataKeys = new() { ["num_inference_steps"] = "steps" };
+
+    /// <summary>
+    /// Every value that can be refused without the model, refused before it loads (seconds for a large pipeline):
+    /// device, dtype, scheduler name, the sampling settings, the LoRA file and scale, and the output folder.
+    /// </summary>
+    static void CheckBeforeLoading(Settings st, string outDir, Func<string, string> label)
+    {
+        CommonOptions.ParseDevice(st.Device);
+        CommonOptions.ParseDType(st.Dtype);
+        if (st.Scheduler is { } name) SchedulerFactory.CheckName(name);
+        // Unset steps and guidance come from the model; placeholders that pass stand in for them here.
+        new SampleOptions
+        {
+            Steps = st.Steps ?? 1, GuidanceScale = st.Guidance ?? 1, Eta = st.Eta, Height = st.Height, Width = st.Width, ClipSkip = st.ClipSkip,
+        }.Validate(label);
+        if (st.Lora is { } lora)
+        {
+            if (!double.IsFinite(st.LoraScale)) throw new InvalidInputException($"{label("lora_scale")} = {st.LoraScale}: expected a finite number");
+            Lora.LoraFile.Check(Lora.RunFolderLora.ResolveFile(lora));
+        }
+        OutputFolder.Check(outDir, "--out");
+    }
+
     /// <summary>Samples every job and writes <c>&lt;out&gt;/&lt;prompt-index&gt;_&lt;seed&gt;.png</c> with its generation metadata.</summary>
     static List<string> Run(Settings st, string outDir)
     {
@@ -89,7 +122,7 @@ public static class SampleCommand
         if (st.Lora is { } loraPath) pipe.LoadLora(loraPath, st.LoraScale);
         var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(st.Steps, st.Guidance);
         var safe = st.Safe(guidanceScale);
-        Directory.CreateDirectory(outDir);
+        OutputFolder.Create(outDir, "--out");
         return Progress.Run($"sampling {st.Jobs.Count} image(s)", report =>
         {
             var files = new List<string>();

@@ -46,7 +46,7 @@ public static class WorldCommand
     static Command Render()
     {
         var world = WorldOption();
-        var count = new Option<int>("--count") { Description = "Number of scenes", DefaultValueFactory = _ => 16 };
+        var count = new Option<int>("--count") { Description = "Number of scenes", DefaultValueFactory = _ => 16 }.AtLeast(1);
         var seed = new Option<long>("--seed") { Description = "First seed (scene k uses seed + k)", DefaultValueFactory = _ => 0 };
         var split = new Option<string?>("--split") { Description = "Draw prompts from this split only: train, val or test" };
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "out/world-render" };
@@ -124,7 +124,7 @@ public static class WorldCommand
         var lora = new Option<string?>("--lora") { Description = "LoRA file to apply" };
         var loraScale = new Option<double>("--lora-scale") { Description = "LoRA scale", DefaultValueFactory = _ => 1.0 };
         var split = new Option<string>("--split") { Description = "Prompt split", DefaultValueFactory = _ => "test" };
-        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 2 };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds per prompt (1000, 1001, ...)", DefaultValueFactory = _ => 2 }.AtLeast(1);
         var steps = CommonOptions.SamplingSteps();
         var guidance = CommonOptions.Guidance();
         var threads = CommonOptions.Threads();

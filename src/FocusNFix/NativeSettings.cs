@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -24,6 +25,17 @@ namespace FocusNFix;
 /// already has is left alone (under either of oneDNN's names).
 /// </para>
 /// .NET's Environment.SetEnvironmentVariable does not reach native getenv on Unix, hence libc's setenv.
+/// <para>
+/// NNPACK is switched off (PyTorch's <c>torch.backends.nnpack.set_flags(False)</c>): on CPUs it does not support, such as
+/// this project's, every convolution asked for it and libtorch logged "Could not initialize NNPACK! Reason: Unsupported
+/// hardware." each time, hundreds of lines per <c>fnf sample</c>, burying the one error line a bad input gets. Where NNPACK
+/// does work, libtorch uses it only for batches of 16 or more; without it every machine computes convolutions as these
+/// did when the golden cases were checked. TorchSharp does not expose the switch and its environment has no variable
+/// for it (TORCH_CPP_LOG_LEVEL is read only by the Python module), so at::Context::setUserEnabledNNPACK is called
+/// through its exported symbol once libtorch is loaded: TorchSharp's first call into LibTorchSharp, which resolves
+/// through <see cref="NativeLibrary.SetDllImportResolver"/>, is the first moment libtorch is in memory, and comes
+/// before any convolution.
+/// </para>
 /// </summary>
 public static class NativeSettings
 {
@@ -40,6 +52,7 @@ public static class NativeSettings
     };
 
     static bool _applied;
+    static int _nnpackOff;
 
     /// <summary>The settings in force (ours or the user's), plus the OpenMP ones, for benchmark reports.</summary>
     public static IReadOnlyDictionary<string, string?> Effective() =>
@@ -63,6 +76,39 @@ public static class NativeSettings
         bool isaChosen = Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA") is not null || Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") is not null;
         foreach (var (name, value) in Defaults)
             if (!(isaChosen && name.EndsWith("_MAX_CPU_ISA", StringComparison.Ordinal))) SetDefault(name, value);
+        HookNnpackSwitch();
+    }
+
+    /// <summary>Whether NNPACK was switched off in libtorch (false before the first torch call, or where the symbols are absent).</summary>
+    public static bool NnpackDisabled => Volatile.Read(ref _nnpackOff) == 2;
+
+    static void HookNnpackSwitch()
+    {
+        var torchSharp = typeof(TorchSharp.torch).Assembly; // typeof runs no static constructor: libtorch stays unloaded
+        try { NativeLibrary.SetDllImportResolver(torchSharp, ResolveTorchSharp); }
+        // Another component registered a resolver for TorchSharp first; NNPACK then stays as libtorch sets it.
+        catch (InvalidOperationException) { }
+    }
+
+    // Called for each P/Invoke of TorchSharp the first time it runs. Returning Zero keeps the runtime's own resolution.
+    static IntPtr ResolveTorchSharp(string libraryName, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (Interlocked.CompareExchange(ref _nnpackOff, 1, 0) == 0) Volatile.Write(ref _nnpackOff, DisableNnpack(assembly, searchPath) ? 2 : 3);
+        return IntPtr.Zero;
+    }
+
+    static bool DisableNnpack(Assembly torchSharp, DllImportSearchPath? searchPath)
+    {
+        // TorchSharp loads torch_cpu (or torch_cuda with torch_cpu beside it) before its first P/Invoke; this finds that copy.
+        if (!NativeLibrary.TryLoad("torch_cpu", torchSharp, searchPath, out var lib)) return false;
+        if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var globalContext)) return false;
+        if (!NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledNNPACKEb", out var setEnabled)) return false;
+        unsafe
+        {
+            var context = ((delegate* unmanaged<IntPtr>)globalContext)();
+            ((delegate* unmanaged<IntPtr, byte, void>)setEnabled)(context, 0);
+        }
+        return true;
     }
 
 #pragma warning disable CA2255 // a module initializer is the one place guaranteed to run before any torch call made through this library

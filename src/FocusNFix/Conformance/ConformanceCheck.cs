@@ -32,7 +32,7 @@ public static class ConformanceCheck
     /// </summary>
     public static string DetectKind(string caseDir)
     {
-        if (!Directory.Exists(caseDir)) throw new InvalidInputException($"{caseDir}: case folder not found");
+        IO.InputFile.RequireFolder(caseDir, "case folder");
         string F(string name) => Path.Combine(caseDir, name);
         if (File.Exists(F("model_index.json")))
         {
@@ -107,6 +107,10 @@ public static class ConformanceCheck
     /// <summary>Runs the case and compares. Explicit atol/rtol override the per-tensor defaults.</summary>
     public static CaseReport Check(string caseDir, double? atol = null, double? rtol = null, string? kind = null)
     {
+        // A NaN tolerance fails every comparison: the case would be reported as a port failure, not as a bad value.
+        foreach (var (name, value) in new[] { ("atol", atol), ("rtol", rtol) })
+            if (value is double v && !(double.IsFinite(v) && v >= 0))
+                throw new InvalidInputException($"{name} = {v}: expected a finite number >= 0");
         kind ??= DetectKind(caseDir);
         if (kind is "sd_pipeline" or "pixel_pipeline") return PipelineLoadCase.Check(caseDir, kind);
         var result = Run(caseDir, kind);

@@ -198,8 +198,7 @@ public sealed class EvaluationResult
 
     public static EvaluationResult Load(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: evaluation report not found");
-        return FromJson(File.ReadAllText(path), path);
+        return FromJson(InputFile.ReadAllText(path, "evaluation report"), path);
     }
 
     public EvaluationResult Clone() => FromJson(ToJson(), "clone");

@@ -58,7 +58,8 @@ public static class Evaluator
 
     public static EvaluationResult Run(TextToImagePipeline pipe, EvalSetup s, string outDir, Action<string, int, int>? progress = null)
     {
-        Directory.CreateDirectory(outDir);
+        var curves = CheckInputs(pipe, s, outDir);
+        OutputFolder.Create(outDir, "output folder");
         var jobs = s.Prompts.SelectMany((p, i) => s.Seeds.Select(seed => (Index: i, Prompt: p, Seed: seed))).ToList();
         var result = new EvaluationResult
         {
@@ -107,10 +108,43 @@ public static class Evaluator
         }
         WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
             (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora));
-        foreach (var (method, log) in s.TrainingLogs) result.Curves.Add(CurveFromLog(method, log));
+        result.Curves.AddRange(curves);
         result.ComputeSummaries();
         baseImages?.Dispose(); baseMasks?.Dispose(); baseHeat?.Dispose();
         return result;
+    }
+
+    /// <summary>
+    /// Everything that can be refused before the first image is sampled (minutes of work, and images already written,
+    /// when a bad LoRA or log surfaced only after the base model's turn): prompts, seeds, method names, every LoRA
+    /// opened and checked against the UNet, every training log read, the output folder. Returns the logs' curves.
+    /// </summary>
+    /// <summary>
+    /// The checks of the evaluation's files that need no model, for a caller to run before it loads one: each LoRA file
+    /// on its own (structure, rank, alpha, values) and each training log. <see cref="Run"/> checks the LoRAs against the
+    /// UNet again before it samples.
+    /// </summary>
+    public static void CheckFiles(IEnumerable<(string Method, string LoraPath)> loras, IReadOnlyDictionary<string, string> trainingLogs)
+    {
+        foreach (var (_, lora) in loras) LoraFile.Check(RunFolderLora.ResolveFile(lora));
+        foreach (var (method, log) in trainingLogs) CurveFromLog(method, log);
+    }
+
+    static List<TrainingCurve> CheckInputs(TextToImagePipeline pipe, EvalSetup s, string outDir)
+    {
+        if (s.Prompts.Count == 0) throw new InvalidInputException("no prompts to evaluate: expected at least one");
+        if (s.Seeds.Count == 0) throw new InvalidInputException("no seeds to evaluate: expected at least one per prompt");
+        new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale }.Validate();
+        var names = new HashSet<string>(StringComparer.Ordinal) { BaseMethod };
+        foreach (var (method, lora) in s.Loras)
+        {
+            if (string.IsNullOrWhiteSpace(method) || !names.Add(method) || method.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || method is "heatmap" or "mask" or "diff")
+                throw new InvalidInputException($"LoRA name '{method}' ({lora}): expected a unique name usable as a folder name, other than {BaseMethod}, heatmap, mask and diff");
+            LoraNetwork.Check(pipe.Unet, lora);
+        }
+        var curves = s.TrainingLogs.Select(kv => CurveFromLog(kv.Key, kv.Value)).ToList();
+        OutputFolder.Check(outDir, "output folder");
+        return curves;
     }
 
     /// <summary>What every picture of one (prompt, seed) and method carries in its PNG metadata.</summary>
@@ -232,7 +266,6 @@ public static class Evaluator
     public static TrainingCurve CurveFromLog(string method, string logPath)
     {
         var curve = new TrainingCurve { Method = method };
-        if (!File.Exists(logPath)) throw new InvalidInputException($"{logPath}: training log not found");
         foreach (var e in Training.JsonlLog.Read<Training.TrainStepLog>(logPath))
         {
             curve.Add(e.Step, new Dictionary<string, double>

@@ -47,12 +47,13 @@ public static class Images
     /// <summary>The text chunks of a PNG file (tEXt, zTXt, iTXt) by keyword.</summary>
     public static Dictionary<string, string> ReadPngText(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: image file not found");
+        InputFile.RequireFile(path, "image file");
         IImageInfo? info;
         try { info = Image.Identify(path, out var format); if (format is not PngFormat) throw new InvalidInputException($"{path}: not a PNG file ({format?.Name ?? "unknown format"})"); }
         catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException)
         { throw new InvalidInputException($"{path}: not a readable PNG ({e.Message})"); }
         if (info is null) throw new InvalidInputException($"{path}: not a readable PNG");
+        PngStructure.Check(path);
         var result = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var t in info.Metadata.GetPngMetadata().TextData) result[t.Keyword] = t.Value;
         return result;
@@ -61,7 +62,7 @@ public static class Images
     /// <summary>Loads an image file as [3,H,W] float32 in [0,1].</summary>
     public static Tensor LoadImage(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: image file not found");
+        InputFile.RequireFile(path, "image file");
         Image<Rgb24> img;
         try { img = Image.Load<Rgb24>(path); }
         catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException)

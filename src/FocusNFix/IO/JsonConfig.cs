@@ -18,8 +18,7 @@ public sealed class JsonConfig
 
     public static JsonConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: config file not found");
-        return Parse(File.ReadAllText(path), path);
+        return Parse(InputFile.ReadAllText(path, "config file"), path);
     }
 
     public static JsonConfig Parse(string text, string source)
@@ -32,7 +31,7 @@ public sealed class JsonConfig
     }
 
     /// <summary>Turns bare NaN/Infinity/-Infinity tokens outside strings into strings that <see cref="Double"/> reads back.</summary>
-    static string QuoteNonFiniteLiterals(string text)
+    internal static string QuoteNonFiniteLiterals(string text)
     {
         var sb = new StringBuilder(text.Length);
         bool inString = false;

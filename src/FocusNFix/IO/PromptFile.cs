@@ -13,8 +13,8 @@ public static class PromptFile
 
     public static List<string> Read(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: prompt file not found");
-        var bytes = File.ReadAllBytes(path);
+        // Checked by type first: a FIFO or a device given as a prompt file must not hang or stream forever.
+        var bytes = InputFile.ReadAllBytes(path, "prompt file");
         int start = bytes.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? Encoding.UTF8.Preamble.Length : 0;
         int nul = Array.IndexOf(bytes, (byte)0, start);
         if (nul >= 0) throw Bad(path, bytes, nul, "a NUL byte");

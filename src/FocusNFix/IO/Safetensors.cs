@@ -34,8 +34,7 @@ public static class Safetensors
     /// <summary>Reads and validates the header only. Returns the entries, the metadata and the data section offset.</summary>
     public static (List<SafetensorsEntry> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        using var fs = File.OpenRead(path);
+        using var fs = InputFile.OpenRead(path, "safetensors file");
         return ReadHeader(fs, path);
     }
 
@@ -92,8 +91,7 @@ public static class Safetensors
     /// <summary>Loads every tensor of a file (validated first) onto the CPU, in its stored dtype.</summary>
     public static Dictionary<string, Tensor> Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        using var fs = File.OpenRead(path);
+        using var fs = InputFile.OpenRead(path, "safetensors file");
         var (entries, _, dataStart) = ReadHeader(fs, path);
         var result = new Dictionary<string, Tensor>();
         foreach (var e in entries)
@@ -161,34 +159,6 @@ public static class Safetensors
     }
 
     internal static InvalidInputException Bad(string path, string problem) => new($"{path}: invalid safetensors file: {problem}");
-}
-
-/// <summary>Writes files through a temporary file and a rename, so a crash never leaves a half-written output.</summary>
-public static class AtomicFile
-{
-    public static void Write(string path, Action<Stream> write)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                write(fs);
-                fs.Flush(true);
-            }
-            KillPoint.Reached("atomic-write", Path.GetFileName(path));
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
-    }
-
-    public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
-    public static void WriteAllBytes(string path, byte[] bytes) => Write(path, s => s.Write(bytes));
 }
 
 /// <summary>

@@ -11,9 +11,10 @@ public static class WeightFiles
     /// </summary>
     public static string Find(string folder, string baseName)
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: component folder not found");
+        InputFile.RequireFolder(folder, "component folder");
         var st = Path.Combine(folder, baseName + ".safetensors");
-        if (File.Exists(st)) return st;
+        // Anything at that name (a FIFO, a link loop) is the user's weight file and gets its own error when opened.
+        if (InputFile.KindOf(st) != PathKind.Missing) return st;
         var pickled = Directory.EnumerateFiles(folder)
             .FirstOrDefault(f => PickleExtensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase));
         if (pickled != null) throw PickleRefused(pickled);

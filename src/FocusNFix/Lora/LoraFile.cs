@@ -47,19 +47,37 @@ public static class LoraFile
     public static List<LoraLayer> Load(string path, IEnumerable<string> unetModuleNames) => Read(path, unetModuleNames).Layers;
 
     /// <summary>
+    /// Validates a LoRA file on its own, before any model is loaded: the safetensors structure, the key convention,
+    /// every layer's rank, alpha and values (<see cref="Read"/> without a UNet to match the layer names against).
+    /// </summary>
+    public static void Check(string path)
+    {
+        var contents = Read(path, null);
+        foreach (var l in contents.Layers) { l.Down.Dispose(); l.Up.Dispose(); }
+    }
+
+    /// <summary>
     /// Parses a LoRA file. <paramref name="unetModuleNames"/> are the module paths of the target UNet: every key must
     /// name one of them (kohya's '_'-flattened names are resolved against them), so a file for another model fails
-    /// with the offending key and layer named.
+    /// with the offending key and layer named; null skips that check (kohya layers then keep their flattened names).
+    /// Rank and alpha are validated here, when the file is opened: a rank-0 layer divides by zero and a non-finite,
+    /// zero or negative alpha scales the update into NaN, nothing or its opposite, all without another sign.
     /// </summary>
-    public static LoraFileContents Read(string path, IEnumerable<string> unetModuleNames)
+    public static LoraFileContents Read(string path, IEnumerable<string>? unetModuleNames)
     {
         WeightFiles.RefusePickle(path);
+        InputFile.RequireFile(path, "LoRA file");
         var metadata = Safetensors.ReadHeader(path).Metadata;
         var tensors = Safetensors.Load(path);
+        try { return Parse(path, metadata, tensors, unetModuleNames?.ToHashSet()); }
+        catch { foreach (var t in tensors.Values) t.Dispose(); throw; }
+    }
+
+    static LoraFileContents Parse(string path, Dictionary<string, string> metadata, Dictionary<string, Tensor> tensors, HashSet<string>? modules)
+    {
         if (tensors.Count == 0) throw new InvalidInputException($"{path}: the file holds no tensors, expected LoRA weights");
-        var modules = unetModuleNames.ToHashSet();
         // kohya flattens module paths with '_', which is ambiguous; resolve against the model's own names.
-        var kohyaNames = modules.GroupBy(m => m.Replace('.', '_')).ToDictionary(g => g.Key, g => g.First());
+        var kohyaNames = modules?.GroupBy(m => m.Replace('.', '_')).ToDictionary(g => g.Key, g => g.First());
         var parts = new Dictionary<string, (Tensor? Down, Tensor? Up, double? Alpha)>();
         var formats = new HashSet<LoraFormat>();
         foreach (var (key, t) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
@@ -73,7 +91,7 @@ public static class LoraFile
                     throw new InvalidInputException($"{path}: key '{key}' names no layer of this UNet (the LoRA was made for a different model)");
                 throw new InvalidInputException($"{path}: key '{key}' is not a LoRA key of a known convention (PEFT lora_A/lora_B, diffusers lora.down/lora.up, attention-processor *_lora, kohya lora_unet_*)");
             }
-            if (!modules.Contains(module))
+            if (modules != null && !modules.Contains(module))
                 throw new InvalidInputException($"{path}: key '{key}' targets layer '{module}', which this UNet does not have (the LoRA was made for a different model)");
             if (format is LoraFormat f) formats.Add(f);
             parts.TryGetValue(module, out var p);
@@ -93,7 +111,7 @@ public static class LoraFile
         {
             // A PeftModel's adapter file keeps alpha in the adapter_config.json beside it, which PEFT itself reads.
             var cfgPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, PeftAdapterConfig.FileName);
-            if (File.Exists(cfgPath))
+            if (InputFile.KindOf(cfgPath) != PathKind.Missing)
             {
                 peftConfig = PeftAdapterConfig.Load(cfgPath);
                 (globalAlpha, pattern) = (peftConfig.EffectiveAlpha, null);
@@ -113,13 +131,33 @@ public static class LoraFile
             if (peftConfig != null && down.shape[0] != peftConfig.R)
                 throw new InvalidInputException($"{path}: layer '{module}' has rank {down.shape[0]} but {PeftAdapterConfig.FileName} says r = {peftConfig.R}");
             double a = alpha ?? (pattern != null && pattern.TryGetValue(module, out var pa) ? pa : globalAlpha ?? down.shape[0]);
-            if (!double.IsFinite(a)) throw new InvalidInputException($"{path}: layer '{module}': alpha {a} is not a finite number");
+            CheckLayer(path, module, down, up, a, metadata);
             layers.Add(new LoraLayer(module, down, up, a));
         }
         return new LoraFileContents(layers, formats.Count == 1 ? formats.Single() : LoraFormat.Peft, metadata);
     }
 
-    static (string? Module, string? Which, LoraFormat? Format) ParseKey(string key, Dictionary<string, string> kohyaNames)
+    static void CheckLayer(string path, string module, Tensor down, Tensor up, double alpha, IReadOnlyDictionary<string, string> metadata)
+    {
+        long rank = down.shape[0];
+        if (rank < 1)
+            throw new InvalidInputException($"{path}: layer '{module}' has rank 0 (down [{Dims(down)}]): expected a rank of at least 1");
+        if (metadata.TryGetValue(RankKey, out var declared) && declared != rank.ToString(CultureInfo.InvariantCulture))
+            throw new InvalidInputException($"{path}: metadata '{RankKey}' = '{declared}' but layer '{module}' has rank {rank} (down [{Dims(down)}])");
+        // kohya reads alpha 0 as "alpha = rank" and diffusers as scale 0: refused rather than guessed.
+        if (!double.IsFinite(alpha) || alpha <= 0)
+            throw new InvalidInputException(string.Create(CultureInfo.InvariantCulture, $"{path}: layer '{module}': alpha {alpha}: expected a finite number > 0"));
+        foreach (var (name, t) in new[] { ("down", down), ("up", up) })
+        {
+            if (!t.is_floating_point())
+                throw new InvalidInputException($"{path}: layer '{module}': {name} weight is {t.dtype}, expected a floating-point tensor");
+            using var finite = t.isfinite().all();
+            if (!finite.item<bool>())
+                throw new InvalidInputException($"{path}: layer '{module}': {name} weight holds NaN or infinite values");
+        }
+    }
+
+    static (string? Module, string? Which, LoraFormat? Format) ParseKey(string key, Dictionary<string, string>? kohyaNames)
     {
         if (key.StartsWith("lora_unet_", StringComparison.Ordinal))
         {
@@ -127,7 +165,7 @@ public static class LoraFile
             if (dot < 0) return (null, null, null);
             var flat = key[10..dot];
             var which = key[(dot + 1)..] switch { "lora_down.weight" => "down", "lora_up.weight" => "up", "alpha" => "alpha", _ => null };
-            return (kohyaNames.GetValueOrDefault(flat), which, LoraFormat.Kohya);
+            return (kohyaNames is null ? flat : kohyaNames.GetValueOrDefault(flat), which, LoraFormat.Kohya);
         }
         var k = key.StartsWith("unet.", StringComparison.Ordinal) ? key[5..]
             : key.StartsWith(RunFolderLora.PeftModelPrefix, StringComparison.Ordinal) ? key[RunFolderLora.PeftModelPrefix.Length..] : key;

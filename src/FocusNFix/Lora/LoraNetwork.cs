@@ -99,18 +99,10 @@ public sealed class LoraNetwork : nn.Module
     /// </summary>
     public static LoraNetwork Load(UNet2DConditionModel unet, string path, double scale = 1.0)
     {
+        if (!double.IsFinite(scale)) throw new InvalidInputException($"LoRA scale = {scale}: expected a finite number");
         path = RunFolderLora.ResolveFile(path);
         var projections = Projections(unet);
-        var contents = LoraFile.Read(path, unet.named_modules().Select(m => m.name));
-        foreach (var l in contents.Layers)
-        {
-            if (!projections.TryGetValue(l.Module, out var p))
-                throw new InvalidInputException($"{path}: layer '{l.Module}' is not an attention projection ({string.Join(", ", ProjectionNames)}); only those can be adapted");
-            var w = p.Linear.weight!;
-            if (l.Down.shape[1] != w.shape[1] || l.Up.shape[0] != w.shape[0])
-                throw new InvalidInputException($"{path}: layer '{l.Module}' is [{w.shape[0]}x{w.shape[1]}] in this UNet but the LoRA's down is " +
-                    $"[{string.Join(",", l.Down.shape)}] and up [{string.Join(",", l.Up.shape)}] (the LoRA was made for a different model)");
-        }
+        var contents = ReadFor(unet, projections, path);
         var config = DeriveConfig(contents, projections.Keys);
         var (device, dtype) = ParamPlacement(unet);
         var net = new LoraNetwork(unet, config);
@@ -121,6 +113,41 @@ public sealed class LoraNetwork : nn.Module
         net.Scale = scale;
         net.Install(projections);
         return net;
+    }
+
+    /// <summary>
+    /// Opens and validates a LoRA for <paramref name="unet"/> exactly as <see cref="Load"/> does, without attaching it: for
+    /// callers that must refuse a bad file before they start work (fnf eval checks every LoRA before it samples).
+    /// </summary>
+    public static void Check(UNet2DConditionModel unet, string path)
+    {
+        path = RunFolderLora.ResolveFile(path);
+        var contents = ReadFor(unet, Projections(unet), path);
+        foreach (var l in contents.Layers) { l.Down.Dispose(); l.Up.Dispose(); }
+    }
+
+    /// <summary>The file's layers, each an attention projection of this UNet with matching shapes (else the error names the layer).</summary>
+    static LoraFileContents ReadFor(UNet2DConditionModel unet, Dictionary<string, (Attention Attn, string Name, Linear Linear)> projections, string path)
+    {
+        var contents = LoraFile.Read(path, unet.named_modules().Select(m => m.name));
+        try
+        {
+            foreach (var l in contents.Layers)
+            {
+                if (!projections.TryGetValue(l.Module, out var p))
+                    throw new InvalidInputException($"{path}: layer '{l.Module}' is not an attention projection ({string.Join(", ", ProjectionNames)}); only those can be adapted");
+                var w = p.Linear.weight!;
+                if (l.Down.shape[1] != w.shape[1] || l.Up.shape[0] != w.shape[0])
+                    throw new InvalidInputException($"{path}: layer '{l.Module}' is [{w.shape[0]}x{w.shape[1]}] in this UNet but the LoRA's down is " +
+                        $"[{string.Join(",", l.Down.shape)}] and up [{string.Join(",", l.Up.shape)}] (the LoRA was made for a different model)");
+            }
+            return contents;
+        }
+        catch
+        {
+            foreach (var l in contents.Layers) { l.Down.Dispose(); l.Up.Dispose(); }
+            throw;
+        }
     }
 
     static LoraConfig DeriveConfig(LoraFileContents contents, IEnumerable<string> projectionPaths)

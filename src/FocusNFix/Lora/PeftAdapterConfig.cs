@@ -54,9 +54,8 @@ public sealed record PeftAdapterConfig(int R, double LoraAlpha, IReadOnlyList<st
     /// </summary>
     public static PeftAdapterConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: PEFT adapter config not found");
         JsonObject o;
-        try { o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidInputException($"{path}: expected a JSON object"); }
+        try { o = JsonNode.Parse(InputFile.ReadAllText(path, "PEFT adapter config")) as JsonObject ?? throw new InvalidInputException($"{path}: expected a JSON object"); }
         catch (JsonException e) { throw new InvalidInputException($"{path}: not valid JSON ({e.Message})"); }
         string Str(string key) => o[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s
             : throw new InvalidInputException($"{path}: '{key}' is {Show(o[key])}, expected a string");

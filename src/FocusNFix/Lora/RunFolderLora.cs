@@ -86,11 +86,11 @@ public static class RunFolderLora
     /// </summary>
     public static string ResolveFile(string path)
     {
-        if (!Directory.Exists(path)) return path;
+        if (InputFile.KindOf(path) != PathKind.Folder) return path;
         foreach (var name in ReadOrder)
         {
             var p = Path.Combine(path, name);
-            if (File.Exists(p)) return p;
+            if (InputFile.KindOf(p) != PathKind.Missing) return p;
         }
         throw new InvalidInputException($"{path}: the folder holds no LoRA file; looked for {string.Join(", ", ReadOrder)}");
     }

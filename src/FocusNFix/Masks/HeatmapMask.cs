@@ -45,16 +45,17 @@ public sealed class MaskOptions
     public double FeatherSigma { get; set; }
 
     /// <summary>Throws <see cref="InvalidInputException"/> naming the first option out of range.</summary>
-    public void Validate()
+    /// <param name="label">Put before an option's name in the error (a config file's "x.json: mask.").</param>
+    public void Validate(string label = "mask option ")
     {
         if (!double.IsFinite(Threshold))
-            throw new InvalidInputException($"mask option threshold = {Threshold}: expected a finite number");
+            throw new InvalidInputException($"{label}threshold = {Threshold}: expected a finite number");
         if (TopFraction is double p && !(p >= 0 && p <= 1))
-            throw new InvalidInputException($"mask option top_fraction = {p}: expected a fraction in [0, 1]");
+            throw new InvalidInputException($"{label}top_fraction = {p}: expected a fraction in [0, 1]");
         if (DilatePixels < 0)
-            throw new InvalidInputException($"mask option dilate_pixels = {DilatePixels}: expected an integer >= 0");
+            throw new InvalidInputException($"{label}dilate_pixels = {DilatePixels}: expected an integer >= 0");
         if (!(FeatherSigma >= 0) || double.IsInfinity(FeatherSigma))
-            throw new InvalidInputException($"mask option feather_sigma = {FeatherSigma}: expected a finite number >= 0");
+            throw new InvalidInputException($"{label}feather_sigma = {FeatherSigma}: expected a finite number >= 0");
     }
 }
 

@@ -73,17 +73,17 @@ public sealed class ClipTokenizer
     /// </summary>
     public static ClipTokenizer FromFolder(string folder, string? padTokenOverride)
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: tokenizer folder not found");
+        InputFile.RequireFolder(folder, "tokenizer folder");
         string vocabPath = Path.Combine(folder, "vocab.json"), mergesPath = Path.Combine(folder, "merges.txt");
-        if (!File.Exists(vocabPath)) throw new InvalidInputException($"{vocabPath}: vocab.json not found; a CLIP tokenizer folder needs vocab.json and merges.txt");
-        if (!File.Exists(mergesPath)) throw new InvalidInputException($"{mergesPath}: merges.txt not found; a CLIP tokenizer folder needs vocab.json and merges.txt");
+        InputFile.RequireFile(vocabPath, "tokenizer vocabulary (vocab.json)");
+        InputFile.RequireFile(mergesPath, "tokenizer merges (merges.txt)");
 
         var encoder = LoadVocab(vocabPath);
         var ranks = LoadMerges(mergesPath);
 
         string configPath = Path.Combine(folder, "tokenizer_config.json"), mapPath = Path.Combine(folder, "special_tokens_map.json");
-        JsonConfig? config = File.Exists(configPath) ? JsonConfig.Load(configPath) : null;
-        JsonConfig? map = File.Exists(mapPath) ? JsonConfig.Load(mapPath) : null;
+        JsonConfig? config = InputFile.KindOf(configPath) != PathKind.Missing ? JsonConfig.Load(configPath) : null;
+        JsonConfig? map = InputFile.KindOf(mapPath) != PathKind.Missing ? JsonConfig.Load(mapPath) : null;
 
         // Tokens the config declares with their ids (added_tokens_decoder: {"49406": {"content": ...}}).
         var addedIds = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -174,7 +174,7 @@ public sealed class ClipTokenizer
     {
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(InputFile.ReadAllBytes(path, "vocab.json"));
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new InvalidInputException($"{path}: expected a JSON object mapping tokens to ids");
             var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -193,7 +193,7 @@ public sealed class ClipTokenizer
     static Dictionary<(string, string), int> LoadMerges(string path)
     {
         // Python reads it with universal newlines, strips the whole text, splits on '\n', skips the first line.
-        string text = File.ReadAllText(path, Encoding.UTF8).Replace("\r\n", "\n").Replace('\r', '\n').Trim();
+        string text = InputFile.ReadAllText(path, "merges.txt").Replace("\r\n", "\n").Replace('\r', '\n').Trim();
         var lines = text.Split('\n');
         var ranks = new Dictionary<(string, string), int>();
         int count = Math.Min(lines.Length - 1, MergeLinesKept);

@@ -21,10 +21,10 @@ public sealed class PipelineFolder
 
     public static PipelineFolder Open(string folder)
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: pipeline folder not found");
+        InputFile.RequireFolder(folder, "pipeline folder");
         WeightFiles.RefusePickle(folder);
         var indexPath = System.IO.Path.Combine(folder, "model_index.json");
-        if (!File.Exists(indexPath))
+        if (InputFile.KindOf(indexPath) == PathKind.Missing)
         {
             var pickled = Directory.EnumerateFiles(folder).FirstOrDefault(f => f.EndsWith(".ckpt") || f.EndsWith(".bin") || f.EndsWith(".pt"));
             if (pickled != null) throw WeightFiles.PickleRefused(pickled);
@@ -47,7 +47,8 @@ public sealed class PipelineFolder
         foreach (var name in comps.Keys)
         {
             var dir = System.IO.Path.Combine(folder, name);
-            if (!Directory.Exists(dir)) throw new InvalidInputException($"{dir}: component folder '{name}' listed in model_index.json is missing");
+            if (InputFile.KindOf(dir) is var kind && kind != PathKind.Folder)
+                throw InputFile.Wrong(dir, $"component folder '{name}' listed in model_index.json", kind, "a folder");
         }
         return new PipelineFolder(folder, cls, index, comps);
     }

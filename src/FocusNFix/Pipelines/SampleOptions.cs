@@ -28,6 +28,32 @@ public sealed class SampleOptions
     /// concept. Needs classifier-free guidance (GuidanceScale above 1); null = plain sampling.
     /// </summary>
     public SldOptions? Sld { get; set; }
+
+    /// <summary>
+    /// Throws <see cref="InvalidInputException"/> naming the first setting out of range (NaN guidance once crashed deep in
+    /// the sampling loop). Sizes are checked against the smallest VAE multiple, 8; the pipeline checks its own.
+    /// </summary>
+    /// <param name="label">How to name a setting, from its diffusers name (e.g. a CLI flag); default the diffusers name.</param>
+    public void Validate(Func<string, string>? label = null)
+    {
+        void Check(bool ok, string key, object? value, string expected)
+        {
+            if (!ok) throw new InvalidInputException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{label?.Invoke(key) ?? key} = {value}: expected {expected}"));
+        }
+        Check(Steps is >= 1 and <= MaxSteps, "num_inference_steps", Steps, $"an integer from 1 to {MaxSteps}");
+        Check(double.IsFinite(GuidanceScale), "guidance_scale", GuidanceScale, "a finite number (classifier-free guidance above 1)");
+        Check(double.IsFinite(Eta) && Eta is >= 0 and <= 1, "eta", Eta, "a number from 0 (deterministic DDIM) to 1");
+        Check(ClipSkip >= 0, "clip_skip", ClipSkip, "an integer >= 0");
+        foreach (var (key, side) in new[] { ("height", Height), ("width", Width) })
+            if (side is int s)
+                Check(s > 0 && s % 8 == 0 && s <= Models.ModelSizeEstimate.MaxImageSide, key, s,
+                    $"a positive multiple of 8, at most {Models.ModelSizeEstimate.MaxImageSide} pixels");
+        Sld?.Validate(label);
+    }
+
+    /// <summary>More steps than any scheduler's training timesteps (1000) gain nothing; 10000 leaves room for custom ones.</summary>
+    public const int MaxSteps = 10_000;
 }
 
 /// <summary>The tensors of one denoising step, for conformance checks and debugging.</summary>

@@ -39,6 +39,7 @@ public sealed class TextToImagePipeline : IDisposable
     {
         device ??= CPU;
         var pf = PipelineFolder.Open(folder);
+        CheckFiles(pf);
         var tokenizer = ClipTokenizer.FromFolder(pf.Component("tokenizer"));
         var textEncoder = ClipTextModel.FromPretrained(pf.Component("text_encoder"));
         var unet = UNet2DConditionModel.FromPretrained(pf.Component("unet"));
@@ -61,6 +62,23 @@ public sealed class TextToImagePipeline : IDisposable
             m.eval();
         }
         return new TextToImagePipeline(pf, tokenizer, textEncoder, unet, vae, schedulerConfig, scheduler, device, dtype);
+    }
+
+    /// <summary>
+    /// Reads every component's config and weight-file header (not the weights) before any model is built: a bad file
+    /// anywhere in the folder is reported at once, not after the components before it were loaded. The loaders read
+    /// the configs again; that costs microseconds.
+    /// </summary>
+    static void CheckFiles(PipelineFolder pf)
+    {
+        JsonConfig.Load(Path.Combine(pf.Component("scheduler"), "scheduler_config.json"));
+        ClipTextConfig.Load(Path.Combine(pf.Component("text_encoder"), "config.json"));
+        Safetensors.ReadHeader(WeightFiles.Find(pf.Component("text_encoder"), "model"));
+        UNet2DConditionConfig.FromJson(JsonConfig.Load(Path.Combine(pf.Component("unet"), "config.json")));
+        Safetensors.ReadHeader(WeightFiles.Find(pf.Component("unet"), "diffusion_pytorch_model"));
+        if (pf.IsPixelSpace) return;
+        AutoencoderKLConfig.FromJson(JsonConfig.Load(Path.Combine(pf.Component("vae"), "config.json")));
+        Safetensors.ReadHeader(WeightFiles.Find(pf.Component("vae"), "diffusion_pytorch_model"));
     }
 
     /// <summary>Switches the scheduler by CLI name (ddim, ddpm, euler, euler-a, dpmpp-2m, pndm, ...).</summary>
@@ -135,7 +153,7 @@ public sealed class TextToImagePipeline : IDisposable
     {
         using var gcPause = TorchGcPause.Begin();
         if (prompts.Count == 0) throw new InvalidInputException("no prompts given");
-        if (options.Steps < 1) throw new InvalidInputException($"steps = {options.Steps}: expected at least 1");
+        options.Validate();
         int batch = prompts.Count;
         var (height, width) = ImageSize(options.Height, options.Width);
         int lh = height / VaeScaleFactor, lw = width / VaeScaleFactor;

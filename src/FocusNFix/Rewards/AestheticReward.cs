@@ -44,7 +44,7 @@ public sealed class AestheticMlp : nn.Module
     public static AestheticMlp Load(string path)
     {
         WeightFiles.RefusePickle(path);
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: aesthetic predictor weight file not found");
+        InputFile.RequireFile(path, "aesthetic predictor weight file");
         var weights = Safetensors.Load(path);
         try
         {

@@ -1,3 +1,4 @@
+using FocusNFix.IO;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
@@ -53,8 +54,7 @@ public sealed class BoxesSource : IHeatmapSource
         MinScore = minScore;
         Labels = labels?.ToHashSet(StringComparer.Ordinal);
         WeightByScore = weightByScore;
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: boxes file not found");
-        _entries = Parse(File.ReadAllText(path));
+        _entries = Parse(InputFile.ReadAllText(path, "boxes file"));
     }
 
     /// <summary>All detections of an image before filtering, or null when the file does not list it.</summary>

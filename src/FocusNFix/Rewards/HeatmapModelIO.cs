@@ -32,9 +32,7 @@ public static class HeatmapModelIO
 
     internal static void RequireFile(string modelPath, string what)
     {
-        if (!File.Exists(modelPath))
-            throw new InvalidInputException($"{what} model file not found: {Path.GetFullPath(modelPath)}",
-                new FileNotFoundException(null, modelPath));
+        IO.InputFile.RequireFile(modelPath, $"{what} model file");
     }
 
     internal static Tensor ToModelRange(Tensor images, HeatmapInputRange range) =>

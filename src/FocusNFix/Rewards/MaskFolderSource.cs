@@ -18,7 +18,7 @@ public sealed class MaskFolderSource : IHeatmapSource
 
     public MaskFolderSource(string folder)
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: mask folder not found");
+        InputFile.RequireFolder(folder, "mask folder");
         Folder = folder;
     }
 
@@ -29,7 +29,7 @@ public sealed class MaskFolderSource : IHeatmapSource
         foreach (var ext in Extensions)
         {
             var p = Path.Combine(Folder, stem + ext);
-            if (File.Exists(p)) return p;
+            if (InputFile.KindOf(p) != PathKind.Missing) return p;
         }
         return null;
     }

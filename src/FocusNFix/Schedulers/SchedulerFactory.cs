@@ -58,10 +58,17 @@ public static class SchedulerFactory
     /// defaults for the rest) and switch the class. So Euler from SD's DDIM config inherits
     /// timestep_spacing "leading" and steps_offset 1.
     /// </summary>
+    /// <summary>Refuses a name <see cref="Create"/> does not know, before any model is loaded.</summary>
+    public static void CheckName(string cliName)
+    {
+        if (!ByCliName.ContainsKey(cliName.ToLowerInvariant()))
+            throw new InvalidInputException($"unknown scheduler '{cliName}'; expected one of {string.Join(", ", Names)}");
+    }
+
     public static IScheduler Create(string cliName, JsonConfig baseConfig)
     {
-        if (!ByCliName.TryGetValue(cliName.ToLowerInvariant(), out var entry))
-            throw new InvalidInputException($"unknown scheduler '{cliName}'; expected one of {string.Join(", ", Names)}");
+        CheckName(cliName);
+        var entry = ByCliName[cliName.ToLowerInvariant()];
         var root = (JsonObject)baseConfig.Root.DeepClone();
         root["_class_name"] = entry.Class;
         foreach (var (key, value) in entry.Overrides) root[key] = value.DeepClone();

@@ -19,8 +19,7 @@ public sealed partial class WorldSpec
     public static WorldSpec Load(string path)
     {
         if (Directory.Exists(path)) path = Path.Combine(path, FileName);
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: world file not found");
-        return FromJson(File.ReadAllText(path), path);
+        return FromJson(IO.InputFile.ReadAllText(path, "world file"), path);
     }
 
     public string ToJson()

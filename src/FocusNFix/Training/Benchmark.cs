@@ -68,6 +68,9 @@ public static class Benchmark
 {
     public static List<BenchFigure> Run(TextToImagePipeline pipe, int batch, int repeats, int steps, IReadOnlyList<int> ks, Action<string>? progress = null, double guidanceScale = 1.0)
     {
+        if (batch < 1) throw new InvalidInputException($"batch = {batch}: expected an integer >= 1");
+        if (repeats < 1) throw new InvalidInputException($"repeats = {repeats}: expected an integer >= 1");
+        new SampleOptions { Steps = steps, GuidanceScale = guidanceScale }.Validate();
         var figures = new List<BenchFigure>();
         int size = pipe.DefaultSize / pipe.VaeScaleFactor;
         var prompts = Enumerable.Repeat("a red circle in the top left on a white background", batch).ToList();

@@ -45,10 +45,9 @@ public static class JsonlLog
     /// <summary>Reads every non-empty line as <typeparamref name="T"/>; null numbers read back as NaN. Errors name the file and line.</summary>
     public static List<T> Read<T>(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: log file not found");
         var rows = new List<T>();
         int lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var line in IO.InputFile.ReadLines(path, "log file"))
         {
             lineNo++;
             if (line.Trim().Length == 0) continue;

@@ -54,11 +54,7 @@ public sealed class TrainingConfig
 
     public static TrainingConfig Load(string path)
     {
-        if (!File.Exists(path)) throw new InvalidInputException($"{path}: config file not found");
-        TrainingConfig? c;
-        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Json); }
-        catch (JsonException e) { throw new InvalidInputException($"{path}: {e.Message}"); }
-        if (c == null) throw new InvalidInputException($"{path}: empty config");
+        var c = IO.StrictJson.Deserialize<TrainingConfig>(IO.InputFile.ReadAllText(path, "config file"), path, Json);
         c.Validate(path);
         return c;
     }
@@ -67,7 +63,15 @@ public sealed class TrainingConfig
 
     public void Validate(string source)
     {
-        void Fail(string key, object? value, string expected) => throw new InvalidInputException($"{source}: {key} = {value}: expected {expected}");
+        void Fail(string key, object? value, string expected) => throw new InvalidInputException(
+            string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{source}: {key} = {Show(value)}: expected {expected}"));
+        // A section given as null ("train": null) would otherwise surface as a NullReferenceException deep in training.
+        foreach (var (name, section) in new (string, object?)[] { ("prompts", Prompts), ("sampling", Sampling), ("draft", Draft), ("lora", Lora),
+                     ("rewards", Rewards), ("heatmap", Heatmap), ("mask", Mask), ("constraint", Constraint), ("optimizer", Optimizer), ("train", Train) })
+            if (section is null) Fail(name, null, name == "rewards" ? "a list of reward objects" : "an object (or leave the key out for the defaults)");
+        void Text(string key, string? value, string expected) { if (string.IsNullOrWhiteSpace(value)) Fail(key, value, expected); }
+        Text("model", Model, "the path of a pipeline folder");
+        Text("output_dir", OutputDir, "the path of the run folder");
         if (!Objectives.Contains(Objective)) Fail("objective", Objective, string.Join(", ", Objectives));
         void Finite(string key, double v, double min, double max, string expected)
         {
@@ -78,23 +82,29 @@ public sealed class TrainingConfig
         if (Device is null || !System.Text.RegularExpressions.Regex.IsMatch(Device, "^(cpu|cuda(:[0-9]+)?)$")) Fail("device", Device, "cpu, cuda or cuda:N");
         Count("threads", Threads, 0, 1024);
         Count("seed", Seed, 0, int.MaxValue);
-        if (Prompts is null || Sampling is null || Draft is null || Lora is null || Rewards is null || Heatmap is null || Mask is null
-            || Constraint is null || Optimizer is null || Train is null)
-            Fail("a section", "null", "every section (prompts, sampling, draft, lora, rewards, heatmap, mask, constraint, optimizer, train) to be an object");
-        if (Prompts!.Limit is int limit) Count("prompts.limit", limit, 1, 1_000_000);
+        if (Prompts.File is not null) Text("prompts.file", Prompts.File, "the path of a prompt file, or null for the world's prompts");
+        Text("prompts.world_split", Prompts.WorldSplit, "a split name: train, val or test");
+        if (Prompts.Limit is int limit) Count("prompts.limit", limit, 1, 1_000_000);
         Count("prompts.seeds_per_prompt", Prompts.SeedsPerPrompt, 1, 1_000_000);
         if (Sampling!.Steps is int st) Count("sampling.steps", st, 1, 10_000);
         if (Sampling.GuidanceScale is double gs) Finite("sampling.guidance_scale", gs, 0, 1000, "a finite number from 0 to 1000 (or null: the model's recommended sampling)");
         Finite("sampling.eta", Sampling.Eta, 0, 1, "a number from 0 (deterministic DDIM) to 1");
+        if (Sampling.Scheduler is { } scheduler && !Schedulers.SchedulerFactory.Names.Contains(scheduler))
+            Fail("sampling.scheduler", scheduler, $"one of {string.Join(", ", Schedulers.SchedulerFactory.Names)}, or null for the pipeline's own");
         if (Draft!.Mode is not ("draft-k" or "refl" or "full")) Fail("draft.mode", Draft.Mode, "draft-k, refl or full");
         if (Draft.K < 1 || (Sampling.Steps is int steps && Draft.K > steps)) Fail("draft.k", Draft.K, $"between 1 and sampling.steps ({Sampling.Steps})");
         Count("lora.rank", Lora!.Rank, 1, 4096);
         Finite("lora.alpha", Lora.Alpha, double.Epsilon, 1e6, "a finite number > 0");
-        if (Lora.TargetModules is null || Lora.TargetModules.Count == 0) Fail("lora.target_modules", "[]", "at least one module name");
+        if (Lora.TargetModules is null || Lora.TargetModules.Count == 0) Fail("lora.target_modules", Lora.TargetModules is null ? null : "[]", "a list of at least one module name");
+        for (int i = 0; i < Lora.TargetModules!.Count; i++) Text($"lora.target_modules[{i}]", Lora.TargetModules[i], "a module name such as to_q");
         if (Rewards!.Count == 0) Fail("rewards", "[]", "at least one reward");
         for (int i = 0; i < Rewards.Count; i++)
         {
-            if (Rewards[i] is null) Fail($"rewards[{i}]", "null", "an object with type and path");
+            if (Rewards[i] is null) Fail($"rewards[{i}]", null, "an object with type and path");
+            Text($"rewards[{i}].type", Rewards[i].Type, $"one of {string.Join(", ", FocusNFix.Rewards.RewardFactory.RewardTypes)}");
+            if (!FocusNFix.Rewards.RewardFactory.RewardTypes.Contains(Rewards[i].Type))
+                Fail($"rewards[{i}].type", Rewards[i].Type, $"one of {string.Join(", ", FocusNFix.Rewards.RewardFactory.RewardTypes)}");
+            Text($"rewards[{i}].path", Rewards[i].Path, "the path of the reward's model");
             Finite($"rewards[{i}].weight", Rewards[i].Weight, -1e6, 1e6, "a finite number");
         }
         ResolveHeatmapPath(Fail);
@@ -113,8 +123,16 @@ public sealed class TrainingConfig
         Count("train.checkpoint_every", Train.CheckpointEvery, 0, 100_000_000);
         if (Train.Cache is not ("memory" or "disk")) Fail("train.cache", Train.Cache, "memory or disk");
         if (Train.CacheDir is not null && Train.Cache != "disk") Fail("train.cache_dir", Train.CacheDir, "unset unless train.cache is disk");
-        Mask.Validate();
+        Text("train.cache", Train.Cache, "memory or disk");
+        Mask.Validate($"{source}: mask.");
     }
+
+    static string Show(object? value) => value switch
+    {
+        null => "null",
+        string s => System.Text.Json.JsonSerializer.Serialize(s),
+        _ => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "null",
+    };
 
     // The heatmap path's default depends on its type: a fixed default once made a saliency config silently score the
     // ShapesWorld hazard model instead of the configured reward.

@@ -263,7 +263,7 @@ public sealed class AlignmentJudge : nn.Module<Tensor, JudgeLogits>
     /// <summary>Loads a folder written by <see cref="SavePretrained"/> (strict weights) on the CPU, frozen and in eval mode.</summary>
     public static AlignmentJudge FromPretrained(string folder) => RewardInputs.Load("alignment judge", folder, () =>
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: folder not found");
+        IO.InputFile.RequireFolder(folder, "folder");
         var configPath = Path.Combine(folder, ConfigFile);
         var json = JsonConfig.Load(configPath);
         JudgeConfig.FromJson(json, null);  // class and layer checks first, so a wrong folder is named as such

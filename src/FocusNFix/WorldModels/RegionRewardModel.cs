@@ -226,7 +226,7 @@ public sealed class RegionRewardModel : nn.Module<Tensor, Tensor>, IReward, IHea
     /// </summary>
     public static RegionRewardModel FromPretrained(string folder) => RewardInputs.Load("region reward model", folder, () =>
     {
-        if (!Directory.Exists(folder)) throw new InvalidInputException($"{folder}: folder not found");
+        IO.InputFile.RequireFolder(folder, "folder");
         var config = RegionRewardConfig.FromJson(JsonConfig.Load(Path.Combine(folder, ConfigFile)));
         var model = new RegionRewardModel(config);
         StateDict.LoadFile(model, WeightFiles.Find(folder, WeightsBase));

@@ -5,20 +5,25 @@ namespace FocusNFix.Tests.Cli;
 /// <summary>Runs the built fnf CLI (copied next to the test assembly) as a separate process.</summary>
 public static class CliProcess
 {
-    public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => Run(null, null, args);
+    static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(5);
+
+    public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => Run(null, null, DefaultTimeout, args);
 
     /// <summary>Runs fnf with extra environment variables (on top of this process's, which children inherit).</summary>
-    public static (int ExitCode, string Stdout, string Stderr) RunWith(IReadOnlyDictionary<string, string>? env, params string[] args) => Run(env, null, args);
+    public static (int ExitCode, string Stdout, string Stderr) RunWith(IReadOnlyDictionary<string, string>? env, params string[] args) => Run(env, null, DefaultTimeout, args);
 
     /// <summary>Runs fnf with <paramref name="workingDirectory"/> as its current directory (null: the test's), where its relative default paths land.</summary>
-    public static (int ExitCode, string Stdout, string Stderr) RunIn(string? workingDirectory, params string[] args) => Run(null, workingDirectory, args);
+    public static (int ExitCode, string Stdout, string Stderr) RunIn(string? workingDirectory, params string[] args) => Run(null, workingDirectory, DefaultTimeout, args);
 
-    static (int ExitCode, string Stdout, string Stderr) Run(IReadOnlyDictionary<string, string>? env, string? workingDirectory, string[] args)
+    /// <summary>As <see cref="RunIn(string?, string[])"/>, killed and reported as a <see cref="TimeoutException"/> after <paramref name="timeout"/>.</summary>
+    public static (int ExitCode, string Stdout, string Stderr) RunIn(string? workingDirectory, TimeSpan timeout, params string[] args) => Run(null, workingDirectory, timeout, args);
+
+    static (int ExitCode, string Stdout, string Stderr) Run(IReadOnlyDictionary<string, string>? env, string? workingDirectory, TimeSpan timeout, string[] args)
     {
         using var p = Start(env, workingDirectory, args);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromMinutes(5))) { p.Kill(true); throw new TimeoutException("fnf " + string.Join(" ", args)); }
+        if (!p.WaitForExit(timeout)) { p.Kill(true); throw new TimeoutException($"fnf {string.Join(" ", args)}: still running after {timeout.TotalSeconds} s"); }
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
@@ -27,13 +32,20 @@ public static class CliProcess
 
     static Process Start(IReadOnlyDictionary<string, string>? env, string? workingDirectory, string[] args)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "fnf.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = StartInfo(args);
         if (workingDirectory != null) psi.WorkingDirectory = workingDirectory;
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["COLUMNS"] = "200";
         if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
         return Process.Start(psi)!;
+    }
+
+    /// <summary>How the built fnf is started: <c>dotnet fnf.dll ARGS</c>, output redirected.</summary>
+    public static ProcessStartInfo StartInfo(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // FNF_TEST_CLI runs the CLI tests against another build's fnf.dll (to see which checks an older build fails).
+        psi.ArgumentList.Add(Environment.GetEnvironmentVariable("FNF_TEST_CLI") is { Length: > 0 } other ? other : Path.Combine(AppContext.BaseDirectory, "fnf.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["COLUMNS"] = "200";
+        return psi;
     }
 }

@@ -112,7 +112,7 @@ public class TextToImagePipelineTests : IDisposable
         using var pipe = TextToImagePipeline.Load(Golden.Case("pipeline_tiny_pixel"));
         Assert.Contains("expected [1,3,32,32]", Assert.Throws<InvalidInputException>(() =>
             pipe.Sample(new[] { "x" }, new SampleOptions { Steps = 1, Latents = zeros(1, 4, 32, 32) })).Message);
-        Assert.Contains("multiples of 8", Assert.Throws<InvalidInputException>(() =>
+        Assert.Contains("height = 30: expected a positive multiple of 8", Assert.Throws<InvalidInputException>(() =>
             pipe.Sample(new[] { "x" }, new SampleOptions { Steps = 1, Height = 30, Seeds = new long[] { 0 } })).Message);
     }
 
