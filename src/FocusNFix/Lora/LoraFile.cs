@@ -69,7 +69,14 @@ public static class LoraFile
         InputFile.RequireFile(path, "LoRA file");
         var metadata = Safetensors.ReadHeader(path).Metadata;
         var tensors = Safetensors.Load(path);
-        try { return Parse(path, metadata, tensors, unetModuleNames?.ToHashSet()); }
+        try
+        {
+            var contents = Parse(path, metadata, tensors, unetModuleNames?.ToHashSet());
+            // Alpha scalars and anything else not handed on as a layer weight are done with.
+            var kept = contents.Layers.SelectMany(l => new[] { l.Down, l.Up }).ToHashSet(ReferenceEqualityComparer.Instance);
+            foreach (var t in tensors.Values) if (!kept.Contains(t)) t.Dispose();
+            return contents;
+        }
         catch { foreach (var t in tensors.Values) t.Dispose(); throw; }
     }
 
@@ -151,8 +158,9 @@ public static class LoraFile
         {
             if (!t.is_floating_point())
                 throw new InvalidInputException($"{path}: layer '{module}': {name} weight is {t.dtype}, expected a floating-point tensor");
-            using var finite = t.isfinite().all();
-            if (!finite.item<bool>())
+            // A scope, not just a using: isfinite() makes a tensor too, and a LoRA is opened on every evaluation.
+            using var scope = NewDisposeScope();
+            if (!t.isfinite().all().item<bool>())
                 throw new InvalidInputException($"{path}: layer '{module}': {name} weight holds NaN or infinite values");
         }
     }
