@@ -24,6 +24,17 @@ namespace FocusNFix;
 /// AVX2 oneDNN with one thread was 1.20 s, the same settings with one thread 1.90 s. A setting the user's environment
 /// already has is left alone (under either of oneDNN's names).
 /// </para>
+/// <para>
+/// OpenMP threads sleep instead of spinning while they wait (OMP_WAIT_POLICY=PASSIVE), so a busy process next to a run
+/// costs it a share of the CPU and no more (issue 10). <c>fnf bench --batch 4 --steps 20 --competitors 1</c>, 2 threads,
+/// one <c>yes &gt; /dev/null</c> beside it: libgomp's default spinning made the training step (K = 1, 2, 4) 3.3x, 3.7x
+/// and 3.8x slower and sampling 3.9x (1.65 s -> 5.37 s per step); sleeping threads took 0.9x-1.2x (2.39 s) and sampling
+/// 1.1x (2.33 s). The price on an idle machine: training steps 1.37/1.47/1.86 s -> 1.75/1.87/2.20 s and sampling
+/// 1.19 -> 1.35 s (13-28% slower), UNet forward+backward 0.27 -> 0.20 s. GOMP_SPINCOUNT=20000 (a short spin) was no
+/// better than the default under load. A second run with this library's defaults: training steps 1.84/2.03/2.33 s
+/// alone, 2.59/3.18/3.25 s loaded (1.4-1.6x), sampling 1.40 -> 2.14 s (1.5x). Set OMP_WAIT_POLICY=ACTIVE on a
+/// machine of your own.
+/// </para>
 /// .NET's Environment.SetEnvironmentVariable does not reach native getenv on Unix, hence libc's setenv.
 /// <para>
 /// NNPACK is switched off (PyTorch's <c>torch.backends.nnpack.set_flags(False)</c>): on CPUs it does not support, such as
@@ -49,6 +60,7 @@ public static class NativeSettings
         ["ONEDNN_MAX_CPU_ISA"] = "SSE41",
         ["MKL_ENABLE_INSTRUCTIONS"] = "SSE4_2",
         ["ATEN_CPU_CAPABILITY"] = "avx2",
+        ["OMP_WAIT_POLICY"] = "PASSIVE",
     };
 
     static bool _applied;
@@ -56,7 +68,7 @@ public static class NativeSettings
 
     /// <summary>The settings in force (ours or the user's), plus the OpenMP ones, for benchmark reports.</summary>
     public static IReadOnlyDictionary<string, string?> Effective() =>
-        Defaults.Keys.Concat(new[] { "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS" })
+        Defaults.Keys.Concat(new[] { "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS" }).Distinct()
             .ToDictionary(k => k, k => Environment.GetEnvironmentVariable(k));
 
     /// <summary>Sets a native environment variable unless it is already set (before libtorch loads).</summary>
