@@ -99,9 +99,12 @@ public static class Benchmark
                 pipe.Unet.forward(x, t, ehs).square().mean().backward();
             }));
             using var opt = new AdamW(lora.TrainableParameters(), 1e-4);
+            // Kept for every K below, then disposed with this scope's end; the uncond encoding dies with the inner scope.
             Tensor textStates;
+            using (var encodeScope = NewDisposeScope())
             using (no_grad())
                 textStates = (guidanceScale > 1.0 ? cat(new[] { pipe.EncodePrompts(Enumerable.Repeat("", batch).ToList()), ehs }, 0) : ehs.alias()).DetachFromDisposeScope();
+            using var ownedTextStates = textStates;
             foreach (int k in ks)
             {
                 progress?.Invoke($"training step K={k}");
