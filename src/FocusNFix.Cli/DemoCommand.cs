@@ -39,7 +39,7 @@ public static class DemoCommand
             {
                 Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!,
             };
-            var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierDemo.Resume : pr.GetValue(overwrite) ? EarlierDemo.Overwrite : EarlierDemo.Refuse);
+            var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierOutput.Resume : pr.GetValue(overwrite) ? EarlierOutput.Overwrite : EarlierOutput.Refuse);
             demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
             var result = Progress.RunWithStatus("evaluating on the test prompts", report =>
                 demo.EvaluateAndReport(WorldCommand.CommandLine(), (what, d, t) => report(d, t, what)));

@@ -7,6 +7,7 @@ root.Subcommands.Add(CheckCommand.Create());
 root.Subcommands.Add(WorldCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(SweepCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(HeatmapCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());

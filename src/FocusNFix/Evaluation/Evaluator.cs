@@ -17,6 +17,11 @@ public sealed class EvalSetup
     public required IReadOnlyList<long> Seeds { get; init; }
     /// <summary>The fine-tuned methods: name and LoRA file (the base model is always evaluated, as "base").</summary>
     public IReadOnlyList<(string Method, string LoraPath)> Loras { get; init; } = Array.Empty<(string, string)>();
+    /// <summary>
+    /// Methods that change only how the base model samples (negative prompt, SLD, another guidance scale): the
+    /// training-free baselines, compared with the same prompts, seeds and base images as the LoRAs.
+    /// </summary>
+    public IReadOnlyList<SamplingVariant> Variants { get; init; } = Array.Empty<SamplingVariant>();
     public int Steps { get; init; } = 20;
     public double GuidanceScale { get; init; } = 3.0;
     /// <summary>DDIM's eta (0: deterministic); the pipeline's scheduler is the one the caller set.</summary>
@@ -64,11 +69,12 @@ public static class Evaluator
         var result = new EvaluationResult
         {
             Title = s.Title, BaseModel = pipe.Folder.Path, BaseMethod = BaseMethod, TargetMetric = s.TargetName,
-            Methods = new[] { BaseMethod }.Concat(s.Loras.Select(l => l.Method)).ToList(),
+            Methods = new[] { BaseMethod }.Concat(s.Loras.Select(l => l.Method)).Concat(s.Variants.Select(v => v.Method)).ToList(),
             Prompts = s.Prompts.ToList(), Seeds = s.Seeds.ToList(),
         };
         var methods = new List<(string Method, string? Lora)> { (BaseMethod, null) };
         methods.AddRange(s.Loras.Select(l => (l.Method, (string?)l.LoraPath)));
+        methods.AddRange(s.Variants.Select(v => (v.Method, (string?)null)));
 
         Tensor? baseImages = null, baseMasks = null, baseHeat = null;
         foreach (var (method, loraPath) in methods)
@@ -79,7 +85,8 @@ public static class Evaluator
             LoraNetwork? lora = loraPath != null ? LoraNetwork.Load(pipe.Unet, loraPath) : null;
             try
             {
-                var images = SampleAll(pipe, jobs, s, (d, t) => progress?.Invoke($"sampling {method}", d, t));
+                var variant = s.Variants.FirstOrDefault(v => v.Method == method);
+                var images = SampleAll(pipe, jobs, s, variant, (d, t) => progress?.Invoke($"sampling {method}", d, t));
                 if (method == BaseMethod)
                 {
                     using (no_grad())
@@ -93,7 +100,7 @@ public static class Evaluator
                 }
                 var dir = Path.Combine(outDir, "images", method);
                 for (int k = 0; k < jobs.Count; k++)
-                    Images.SavePng(images[k], Path.Combine(dir, $"{jobs[k].Index}_{jobs[k].Seed}.png"), Info(pipe, s, jobs[k], images[k], method, loraPath).PngText());
+                    Images.SavePng(images[k], Path.Combine(dir, $"{jobs[k].Index}_{jobs[k].Seed}.png"), Info(pipe, s, jobs[k], images[k], method, loraPath, variant).PngText());
                 var metrics = Measure(images, baseImages!, baseMasks!, jobs, s, method == BaseMethod, pipe.Device);
                 for (int k = 0; k < jobs.Count; k++)
                     result.Images.Add(new ImageRecord
@@ -107,7 +114,7 @@ public static class Evaluator
             finally { lora?.Dispose(); }
         }
         WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
-            (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora));
+            (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora, s.Variants.FirstOrDefault(v => v.Method == method)));
         result.Curves.AddRange(curves);
         result.ComputeSummaries();
         baseImages?.Dispose(); baseMasks?.Dispose(); baseHeat?.Dispose();
@@ -142,24 +149,31 @@ public static class Evaluator
                 throw new InvalidInputException($"LoRA name '{method}' ({lora}): expected a unique name usable as a folder name, other than {BaseMethod}, heatmap, mask and diff");
             LoraNetwork.Check(pipe.Unet, lora);
         }
+        foreach (var v in s.Variants)
+        {
+            if (string.IsNullOrWhiteSpace(v.Method) || !names.Add(v.Method) || v.Method.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || v.Method is "heatmap" or "mask" or "diff")
+                throw new InvalidInputException($"method name '{v.Method}': expected a unique name usable as a folder name, other than {BaseMethod}, heatmap, mask and diff");
+            v.Options(s).Validate(key => $"{v.Method}: {key}");
+        }
         var curves = s.TrainingLogs.Select(kv => CurveFromLog(kv.Key, kv.Value)).ToList();
         OutputFolder.Check(outDir, "output folder");
         return curves;
     }
 
     /// <summary>What every picture of one (prompt, seed) and method carries in its PNG metadata.</summary>
-    static GenerationInfo Info(TextToImagePipeline pipe, EvalSetup s, (int Index, string Prompt, long Seed) job, Tensor image, string method, string? lora) =>
-        GenerationInfo.Of(pipe, job.Prompt, job.Index, job.Seed, new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta },
+    static GenerationInfo Info(TextToImagePipeline pipe, EvalSetup s, (int Index, string Prompt, long Seed) job, Tensor image, string method, string? lora, SamplingVariant? variant) =>
+        GenerationInfo.Of(pipe, job.Prompt, job.Index, job.Seed, variant?.Options(s) ?? new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta },
             (int)image.shape[^2], (int)image.shape[^1], scheduler: s.Scheduler, lora: lora, method: method);
 
-    static Tensor SampleAll(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, Action<int, int> progress)
+    static Tensor SampleAll(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, SamplingVariant? variant, Action<int, int> progress)
     {
         var parts = new List<Tensor>();
         for (int start = 0; start < jobs.Count; start += s.BatchSize)
         {
             var chunk = jobs.Skip(start).Take(s.BatchSize).ToList();
-            using var r = pipe.Sample(chunk.Select(j => j.Prompt).ToList(),
-                new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta, Seeds = chunk.Select(j => j.Seed).ToList() });
+            var options = variant?.Options(s) ?? new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta };
+            options.Seeds = chunk.Select(j => j.Seed).ToList();
+            using var r = pipe.Sample(chunk.Select(j => j.Prompt).ToList(), options);
             using var onCpu = r.Images.cpu();
             parts.Add(onCpu.clone());
             progress(Math.Min(start + s.BatchSize, jobs.Count), jobs.Count);

@@ -28,12 +28,12 @@ public sealed class DemoPlan
     /// <summary>The pipeline's dtype: float32, bfloat16 or float16.</summary>
     public string Dtype { get; init; } = "float32";
 
-    public DemoPlan(string models, string outDir, string defect, int steps, int evalSeeds)
+    public DemoPlan(string models, string outDir, string defect, int steps, int evalSeeds, bool checkModels = true)
     {
         if (defect is not ("hazard" or "glitch")) throw new InvalidInputException($"--defect '{defect}': expected hazard or glitch");
         if (steps < 1) throw new InvalidInputException($"--steps {steps}: expected at least 1 training step per method");
         if (evalSeeds < 1) throw new InvalidInputException($"--eval-seeds {evalSeeds}: expected at least 1 seed per test prompt");
-        if (!Directory.Exists(models)) throw new InvalidInputException($"{models}: bundled models folder not found (run from the repository root, or pass --models)");
+        if (checkModels && !Directory.Exists(models)) throw new InvalidInputException($"{models}: bundled models folder not found (run from the repository root, or pass --models)");
         Models = models; OutDir = outDir; Defect = defect; Steps = steps; EvalSeeds = evalSeeds;
     }
 
@@ -89,6 +89,19 @@ public sealed class DemoPlan
 
     public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)
     {
+        var result = EvaluateOn(Split.Test, loras, Array.Empty<SamplingVariant>(), logs, OutDir, null, progress, $"ShapesWorld demo: fixing the {Defect} defect");
+        IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), JsonSerializer.Serialize(result.Prompts, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return result;
+    }
+
+    /// <summary>
+    /// Evaluates the base model, the given LoRAs and the training-free variants on one split's prompts (the first
+    /// <paramref name="promptLimit"/> of them when given) with the demo's instruments: the target reward, the other
+    /// defect's reward, the judge's alignment and the oracle's figures; images and report.json go to <paramref name="outDir"/>.
+    /// </summary>
+    public EvaluationResult EvaluateOn(Split split, IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyList<SamplingVariant> variants,
+        IReadOnlyDictionary<string, string> logs, string outDir, int? promptLimit, Action<string, int, int>? progress, string? title = null)
+    {
         var world = ShapesWorldBenchmark.Load(Path.Combine(Models, WorldSpec.FileName));
         using var pipe = TextToImagePipeline.Load(BaseModel, Placement.ParseDevice(Device, "device"), Placement.ParseDType(Dtype, "dtype"));
         using var target = RegionRewardModel.FromPretrained(RewardModel);
@@ -97,10 +110,11 @@ public sealed class DemoPlan
         target.To(pipe.Device);
         other.To(pipe.Device);
         judge.to(pipe.Device);
-        var prompts = PromptSplits.Prompts(world.Spec, Split.Test);
+        var prompts = PromptSplits.Prompts(world.Spec, split);
+        if (promptLimit is int limit) prompts = prompts.Take(limit).ToList();
         var setup = new EvalSetup
         {
-            Prompts = prompts, Seeds = Enumerable.Range(0, EvalSeeds).Select(i => 1000L + i).ToList(), Loras = loras,
+            Prompts = prompts, Seeds = Enumerable.Range(0, EvalSeeds).Select(i => 1000L + i).ToList(), Loras = loras, Variants = variants,
             Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance,
             Target = target, TargetName = $"reward_{Defect}",
             Others = new Dictionary<string, ImageScorer>
@@ -112,12 +126,9 @@ public sealed class DemoPlan
             Mask = TrainingConfig("focus-n-fix").Mask,
             Oracle = world.OracleFigures,
             TrainingLogs = logs,
-            Title = $"ShapesWorld demo: fixing the {Defect} defect",
+            Title = title ?? $"ShapesWorld: fixing the {Defect} defect ({PromptSplits.Name(split)} prompts)",
         };
-        var result = Evaluator.Run(pipe, setup, OutDir, progress);
-        var promptsJson = JsonSerializer.Serialize(prompts, new JsonSerializerOptions { WriteIndented = true });
-        IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), promptsJson + "\n");
-        return result;
+        return Evaluator.Run(pipe, setup, outDir, progress);
     }
 
     static double[] Values(TorchSharp.torch.Tensor t)

@@ -5,14 +5,14 @@ using FocusNFix.Training;
 
 namespace FocusNFix.Experiments;
 
-/// <summary>What <c>fnf demo</c> does with an earlier demo's files in its output folder.</summary>
-public enum EarlierDemo
+/// <summary>What <c>fnf demo</c> and <c>fnf sweep</c> do with an earlier run's files in their output folder.</summary>
+public enum EarlierOutput
 {
     /// <summary>Stop before any work, naming the first file (the default: a user's files stay theirs).</summary>
     Refuse,
-    /// <summary>Continue each method's run from its newest checkpoint (a method without one starts afresh), then evaluate again.</summary>
+    /// <summary>Continue: each training run from its newest checkpoint (one without any starts afresh), finished work kept.</summary>
     Resume,
-    /// <summary>Delete the demo's own files (<see cref="DemoPlan.OwnedPaths"/>, nothing else) and start over.</summary>
+    /// <summary>Delete the run's own files (<see cref="DemoPlan.OwnedPaths"/>, <see cref="SweepPlan.OwnedPaths"/>; nothing else) and start over.</summary>
     Overwrite,
 }
 
@@ -24,21 +24,21 @@ public enum EarlierDemo
 public sealed class DemoRun
 {
     readonly Stopwatch _clock = Stopwatch.StartNew();
-    readonly EarlierDemo _earlier;
+    readonly EarlierOutput _earlier;
     readonly Dictionary<string, string> _logs = new();
     readonly List<(string Method, string Lora)> _loras = new();
 
     public DemoPlan Plan { get; }
 
-    public DemoRun(DemoPlan plan, EarlierDemo earlier)
+    public DemoRun(DemoPlan plan, EarlierOutput earlier)
     {
         Plan = plan;
         _earlier = earlier;
         var occupied = plan.OwnedPaths.Where(OutputPaths.Occupied).ToList();
         if (occupied.Count == 0) return;
-        if (earlier == EarlierDemo.Refuse)
+        if (earlier == EarlierOutput.Refuse)
             throw new InvalidInputException($"{occupied[0]}: an earlier demo is in {plan.OutDir}; pass --resume to continue it, --overwrite to start over, or choose another --out");
-        if (earlier == EarlierDemo.Overwrite)
+        if (earlier == EarlierOutput.Overwrite)
             foreach (var path in occupied)
             {
                 if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
@@ -58,7 +58,7 @@ public sealed class DemoRun
         foreach (var method in DemoPlan.Methods)
         {
             var cfg = Plan.TrainingConfig(method);
-            bool resume = _earlier == EarlierDemo.Resume && RunFolder.HoldsRun(cfg.OutputDir);
+            bool resume = _earlier == EarlierOutput.Resume && RunFolder.HoldsRun(cfg.OutputDir);
             var runDir = resume && RunFolder.IsFinished(cfg.OutputDir) ? cfg.OutputDir : train(cfg, resume);
             _logs[method] = Path.Combine(runDir, FocusNFixTrainer.LogName);
             _loras.Add((method, Path.Combine(runDir, FocusNFixTrainer.FinalPeftName)));

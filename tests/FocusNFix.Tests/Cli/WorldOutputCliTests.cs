@@ -124,7 +124,7 @@ public class WorldOutputCliTests : IDisposable
     }
 
     [Fact]
-    public void DemoAdvertisesResumeAndOverwriteAndRefusesAnEarlierDemoWithoutThem()
+    public void DemoAdvertisesResumeAndOverwriteAndRefusesAnEarlierOutputWithoutThem()
     {
         var help = CliProcess.RunIn(_tmp, "demo", "--help");
         Assert.Contains("--resume", help.Stdout);

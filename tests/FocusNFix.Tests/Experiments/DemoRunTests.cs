@@ -14,7 +14,7 @@ public class DemoRunTests : IDisposable
     DemoPlan Plan() => new(Models, _out, "hazard", 60, 1);
 
     /// <summary>An earlier demo: draft finished (a final checkpoint and its LoRA files), global killed before its first checkpoint, a report; and a file of the user's.</summary>
-    void EarlierDemoAndAUserFile(DemoPlan plan)
+    void EarlierOutputAndAUserFile(DemoPlan plan)
     {
         Directory.CreateDirectory(Path.Combine(plan.RunDir("draft"), "checkpoints", "step-60"));
         File.WriteAllText(Path.Combine(plan.RunDir("draft"), "config.json"), "{}");
@@ -41,18 +41,18 @@ public class DemoRunTests : IDisposable
     {
         var plan = Plan();
         File.WriteAllText(Path.Combine(_out, "notes.txt"), "mine");  // a folder with other things in it is fine
-        var calls = TrainRecorded(new DemoRun(plan, EarlierDemo.Refuse));
+        var calls = TrainRecorded(new DemoRun(plan, EarlierOutput.Refuse));
         Assert.Equal(DemoPlan.Methods, calls.Select(c => c.Method));
         Assert.Equal(DemoPlan.Methods.Select(plan.RunDir), calls.Select(c => c.OutputDir));
         Assert.All(calls, c => Assert.False(c.Resume));
     }
 
     [Fact]
-    public void AnEarlierDemoIsRefusedAndKept()
+    public void AnEarlierOutputIsRefusedAndKept()
     {
         var plan = Plan();
-        EarlierDemoAndAUserFile(plan);
-        var e = Assert.Throws<InvalidInputException>(() => new DemoRun(plan, EarlierDemo.Refuse));
+        EarlierOutputAndAUserFile(plan);
+        var e = Assert.Throws<InvalidInputException>(() => new DemoRun(plan, EarlierOutput.Refuse));
         Assert.Contains("--resume", e.Message);
         Assert.Contains("--overwrite", e.Message);
         Assert.True(Directory.Exists(Path.Combine(plan.RunDir("draft"), "checkpoints", "step-60")));
@@ -63,8 +63,8 @@ public class DemoRunTests : IDisposable
     public void ResumeKeepsFinishedRunsContinuesStartedOnesAndStartsTheOthers()
     {
         var plan = Plan();
-        EarlierDemoAndAUserFile(plan);
-        var calls = TrainRecorded(new DemoRun(plan, EarlierDemo.Resume));
+        EarlierOutputAndAUserFile(plan);
+        var calls = TrainRecorded(new DemoRun(plan, EarlierOutput.Resume));
         // draft is finished (not trained again); global was started (the trainer resumes it from step 0); focus-n-fix is new.
         Assert.Equal(new[] { ("global", true), ("focus-n-fix", false) }, calls.Select(c => (c.Method, c.Resume)));
         Assert.True(File.Exists(Path.Combine(plan.RunDir("global"), "config.json")));
@@ -75,8 +75,8 @@ public class DemoRunTests : IDisposable
     public void OverwriteDeletesTheDemosOwnFilesAndNothingElse()
     {
         var plan = Plan();
-        EarlierDemoAndAUserFile(plan);
-        var calls = TrainRecorded(new DemoRun(plan, EarlierDemo.Overwrite));
+        EarlierOutputAndAUserFile(plan);
+        var calls = TrainRecorded(new DemoRun(plan, EarlierOutput.Overwrite));
         Assert.All(calls, c => Assert.False(c.Resume));
         Assert.False(Directory.Exists(plan.RunDir("draft")));
         Assert.False(Directory.Exists(plan.RunDir("global")));
@@ -86,7 +86,7 @@ public class DemoRunTests : IDisposable
 
     [Fact]
     public void TheReportNeedsTheTrainedMethods() =>
-        Assert.Throws<InvalidOperationException>(() => new DemoRun(Plan(), EarlierDemo.Refuse).EvaluateAndReport("fnf demo"));
+        Assert.Throws<InvalidOperationException>(() => new DemoRun(Plan(), EarlierOutput.Refuse).EvaluateAndReport("fnf demo"));
 
     [Theory]
     [InlineData(0, 1, "--steps 0")]
