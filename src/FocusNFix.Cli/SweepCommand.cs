@@ -15,19 +15,22 @@ public static class SweepCommand
         var defect = new Option<string>("--defect") { Description = "Defect of the built-in grid when no --config is given: hazard or glitch", DefaultValueFactory = _ => "hazard" };
         var output = new Option<string?>("--out") { Description = "Output folder (overrides the config's output_dir)" };
         var split = new Option<string?>("--split") { Description = "val (choose settings) or test (final figures, once); overrides the config's split" };
+        var finalFrom = new Option<string?>("--final-from") { Description = "Folder of a finished val sweep: run each method's chosen setting once on the test prompts (output: that folder + '-test', or --out)" };
         var writeConfig = new Option<string?>("--write-config") { Description = "Write the sweep config (the built-in grid, or --config with the overrides) to this file and stop" };
         var resume = new Option<bool>("--resume") { Description = "Continue an earlier sweep in the output folder: finished runs and evaluations are kept" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier sweep's files in the output folder (nothing else) and start over" };
         var threads = CommonOptions.Threads();
         var cmd = new Command("sweep", "Sweep methods x settings x training seeds on a ShapesWorld defect; Pareto fronts with bootstrap 95% intervals")
         {
-            config, defect, output, split, writeConfig, resume, overwrite, threads,
+            config, defect, output, split, finalFrom, writeConfig, resume, overwrite, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             if (pr.GetValue(resume) && pr.GetValue(overwrite)) throw new InvalidInputException("--resume and --overwrite: expected at most one of them");
             var path = pr.GetValue(config);
-            var cfg = path is null ? SweepConfig.Default(pr.GetValue(defect)!) : SweepConfig.Load(path);
+            var from = pr.GetValue(finalFrom);
+            if (from != null && (path != null || pr.GetValue(split) != null)) throw new InvalidInputException("--final-from: expected without --config and --split (it takes the val sweep's config, on the test split)");
+            var cfg = from != null ? SweepPlan.FinalFrom(from) : path is null ? SweepConfig.Default(pr.GetValue(defect)!) : SweepConfig.Load(path);
             if (pr.GetValue(output) is { } o) cfg.OutputDir = o;
             if (pr.GetValue(split) is { } s) cfg.Split = s;
             cfg.Validate(path ?? "sweep");

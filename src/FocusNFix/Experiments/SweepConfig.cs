@@ -30,6 +30,17 @@ public sealed class NegativePromptGrid
 }
 
 /// <summary>
+/// How a val sweep chooses each method's setting for the test run: the lowest defect rate among the settings that keep
+/// the median PSNR outside the mask at or above <see cref="MinPsnrOutside"/> and the judge's alignment within
+/// <see cref="MaxAlignmentDrop"/> of the base model's; when none does, the setting with the highest PSNR outside.
+/// </summary>
+public sealed class SelectionRule
+{
+    public double MinPsnrOutside { get; set; } = 35;
+    public double MaxAlignmentDrop { get; set; } = 0.05;
+}
+
+/// <summary>
 /// What <c>fnf sweep</c> runs (sweep.json in its folder): on one defect task of the bundled world, a grid of settings
 /// per method, each trained with every training seed on the demo's prompts, sampling and budget, then evaluated on one
 /// split (val to choose settings, test once for the final figures). A method left out (null) is not swept.
@@ -59,6 +70,12 @@ public sealed class SweepConfig
     public SldGrid? Sld { get; set; }
     public NegativePromptGrid? NegativePrompt { get; set; }
     public int BootstrapReplicates { get; set; } = Bootstrap.DefaultReplicates;
+    public SelectionRule Selection { get; set; } = new();
+    /// <summary>
+    /// The runs folder of another sweep whose finished runs this one evaluates instead of training its own (a test
+    /// sweep made by --final-from reads the val sweep's runs: training never sees the evaluation split). Never written to.
+    /// </summary>
+    public string? RunsFrom { get; set; }
     public string Device { get; set; } = "cpu";
     public string Dtype { get; set; } = "float32";
 
@@ -105,6 +122,9 @@ public sealed class SweepConfig
         if (TrainSeeds!.Distinct().Count() != TrainSeeds.Count) Fail("train_seeds", TrainSeeds, "distinct seeds");
         if (TrainSeeds.Any(s => s < 0)) Fail("train_seeds", TrainSeeds, "non-negative seeds");
         if (Steps is < 1 or > 1_000_000) Fail("steps", Steps, "1 to 1000000 training steps per run");
+        if (Selection is null) Fail("selection", null, "an object (min_psnr_outside, max_alignment_drop)");
+        if (!double.IsFinite(Selection!.MinPsnrOutside) || Selection.MinPsnrOutside < 0 || Selection.MinPsnrOutside > 200) Fail("selection.min_psnr_outside", Selection.MinPsnrOutside, "a PSNR in dB, 0 to 200");
+        if (!double.IsFinite(Selection.MaxAlignmentDrop) || Selection.MaxAlignmentDrop < 0 || Selection.MaxAlignmentDrop > 1) Fail("selection.max_alignment_drop", Selection.MaxAlignmentDrop, "an alignment drop in [0, 1]");
         if (BootstrapReplicates is < 100 or > 100_000) Fail("bootstrap_replicates", BootstrapReplicates, "100 to 100000");
         foreach (var (name, grid, needsLambda) in new[] { ("focus_n_fix", FocusNFix, true), ("global", Global, true), ("draft", Draft, false), ("refl", Refl, true) })
         {

@@ -73,7 +73,8 @@ public sealed class SweepPlan
     }
 
     public Split Split => PromptSplits.ParseSplit(Config.Split);
-    public string RunsDir => Path.Combine(Config.OutputDir, "runs");
+    public string RunsDir => Config.RunsFrom ?? OwnRunsDir;
+    string OwnRunsDir => Path.Combine(Config.OutputDir, "runs");
     public string EvalsDir => Path.Combine(Config.OutputDir, "evals");
     public string RunDir(SweepSetting s, long seed) => Path.Combine(RunsDir, $"{s.Id}_seed{seed}");
     public string EvalDir(SweepSetting s) => Path.Combine(EvalsDir, s.Id);
@@ -87,7 +88,7 @@ public sealed class SweepPlan
     /// <summary>What the sweep owns in its folder: only these are deleted by --overwrite.</summary>
     public IEnumerable<string> OwnedPaths => new[]
     {
-        RunsDir, EvalsDir, Path.Combine(Config.OutputDir, "originals"), Path.Combine(Config.OutputDir, "originals-refl"),
+        OwnRunsDir, EvalsDir, Path.Combine(Config.OutputDir, "originals"), Path.Combine(Config.OutputDir, "originals-refl"),
         Path.Combine(Config.OutputDir, ConfigFile), Path.Combine(Config.OutputDir, SweepReport.JsonFile),
         Path.Combine(Config.OutputDir, SweepReport.MarkdownFile), Path.Combine(Config.OutputDir, SweepReport.PlotFolder),
     };
@@ -106,6 +107,52 @@ public sealed class SweepPlan
         cfg.Train.CacheDir = CacheDir(s);
         if (Config.PoolLimit is int pool) cfg.Prompts.Limit = pool;
         return cfg;
+    }
+
+    /// <summary>
+    /// The test sweep of a finished val sweep: its config with split test and, per method, only the setting its
+    /// report chose. Refused for a sweep that was not on val or has no report yet.
+    /// </summary>
+    public static SweepConfig FinalFrom(string valFolder)
+    {
+        var configPath = Path.Combine(valFolder, ConfigFile);
+        var reportPath = Path.Combine(valFolder, SweepReport.JsonFile);
+        var val = SweepConfig.Load(configPath);
+        if (val.Split != "val") throw new InvalidInputException($"{configPath}: split = \"{val.Split}\": expected a val sweep to choose settings from");
+        if (!File.Exists(reportPath)) throw new InvalidInputException($"{reportPath}: not found; expected a finished val sweep (run it to the end, or with --resume)");
+        var report = IO.StrictJson.Deserialize<SweepReport>(IO.InputFile.ReadAllText(reportPath, "sweep report"), reportPath, SweepConfig.Json);
+        var settings = new SweepPlan(val).Settings;
+        SweepSetting Chosen(string method)
+        {
+            if (!report.Chosen.TryGetValue(method, out var id)) throw new InvalidInputException($"{reportPath}: chosen has no setting for {method}; expected one per method of {configPath}");
+            return settings.FirstOrDefault(x => x.Id == id) ?? throw new InvalidInputException($"{reportPath}: chosen setting '{id}' is not in the grid of {configPath}");
+        }
+        TrainedGrid? Trained(TrainedGrid? grid, string method)
+        {
+            if (grid is null) return null;
+            var c = Chosen(method);
+            return new TrainedGrid { Lambdas = c.Lambda is double l && method != "draft" ? new() { l } : new(), LearningRates = new() { c.LearningRate!.Value } };
+        }
+        var test = SweepConfig.Load(configPath);
+        test.Split = "test";
+        test.OutputDir = valFolder.TrimEnd('/', '\\') + "-test";
+        test.RunsFrom = Path.GetFullPath(Path.Combine(valFolder, "runs"));
+        test.FocusNFix = Trained(val.FocusNFix, "focus-n-fix");
+        test.Global = Trained(val.Global, "global");
+        test.Draft = Trained(val.Draft, "draft");
+        test.Refl = Trained(val.Refl, "refl");
+        if (val.Sld is not null)
+        {
+            var c = Chosen(SweepSetting.SldMethod);
+            test.Sld = new SldGrid
+            {
+                Presets = c.SldPreset is { } p ? new() { p } : new(), Scales = c.SldScale is double sc ? new() { sc } : new(), GuidanceScale = c.GuidanceScale!.Value,
+            };
+        }
+        if (val.NegativePrompt is not null)
+            test.NegativePrompt = new NegativePromptGrid { GuidanceScales = new() { Chosen(SweepSetting.NegativePromptMethod).GuidanceScale!.Value } };
+        test.Validate(configPath);
+        return test;
     }
 
     public SamplingVariant Variant(SweepSetting s) => s.Method switch

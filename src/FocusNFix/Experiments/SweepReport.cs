@@ -41,6 +41,9 @@ public sealed class SweepReport
     /// <summary>The figures traded against the defect rate (higher is better), one front each.</summary>
     public List<string> TradeOffs { get; set; } = new();
     public SweepPoint Base { get; set; } = new();
+    /// <summary>Per method, the setting the selection rule chose (meaningful on a val sweep; a test sweep reports, it does not choose).</summary>
+    public Dictionary<string, string> Chosen { get; set; } = new();
+    public SelectionRule Selection { get; set; } = new();
     public List<SweepPoint> Points { get; set; } = new();
 
     /// <summary>The figures reported per point, with the defect figure first.</summary>
@@ -59,6 +62,7 @@ public sealed class SweepReport
         {
             Defect = c.Defect, Split = c.Split, EvalSeeds = c.EvalSeeds, TrainSeeds = c.TrainSeeds.ToList(), Steps = c.Steps, Concept = c.Concept,
             Prompts = rows.Select(r => r.PromptIndex).Distinct().Count(), DefectFigure = figures[0], TradeOffs = TradeOffsFor().ToList(),
+            Selection = c.Selection,
         };
         SweepPoint Point(string setting, string method, string label, IEnumerable<SweepRow> mine)
         {
@@ -80,9 +84,11 @@ public sealed class SweepReport
             if (mine.Count == 0) throw new InvalidInputException($"{plan.EvalsDir}: no figures for {s.Id}; expected every setting of the sweep to be evaluated");
             report.Points.Add(Point(s.Id, s.Method, s.Label, mine));
         }
+        double baseAlignment = Get(report.Base, "judge_alignment");
         foreach (var group in report.Points.GroupBy(p => p.Method))
         {
             var pts = group.ToList();
+            if (c.Split == "val") report.Chosen[group.Key] = Choose(pts, report.DefectFigure, baseAlignment, c.Selection).Setting;
             foreach (var t in report.TradeOffs)
             {
                 var coords = pts.Select(p => (Get(p, report.DefectFigure), Get(p, t))).ToList();
@@ -90,6 +96,16 @@ public sealed class SweepReport
             }
         }
         return report;
+    }
+
+    /// <summary>The <see cref="SelectionRule"/> applied to one method's points (ties: the earlier setting in the grid).</summary>
+    public static SweepPoint Choose(IReadOnlyList<SweepPoint> points, string defectFigure, double baseAlignment, SelectionRule rule)
+    {
+        bool Keeps(SweepPoint p) => Get(p, MetricNames.PsnrOutside) >= rule.MinPsnrOutside &&
+                                    (double.IsNaN(baseAlignment) || Get(p, "judge_alignment") >= baseAlignment - rule.MaxAlignmentDrop);
+        var keeping = points.Where(Keeps).ToList();
+        if (keeping.Count > 0) return keeping.OrderBy(p => Get(p, defectFigure)).First();
+        return points.OrderByDescending(p => double.IsNaN(Get(p, MetricNames.PsnrOutside)) ? double.NegativeInfinity : Get(p, MetricNames.PsnrOutside)).First();
     }
 
     static double Get(SweepPoint p, string figure) => p.Figures.TryGetValue(figure, out var e) ? e.Value : double.NaN;
@@ -123,13 +139,24 @@ public sealed class SweepReport
         if (Command.Length > 0) sb.AppendLine($"\nCommand: `{Command}`");
         sb.AppendLine();
         var figures = new[] { Base }.Concat(Points).SelectMany(p => p.Figures.Keys).Distinct().ToList();
+        if (Split == "val")
+        {
+        var rule = FormattableString.Invariant(
+            $"Chosen per method (marked *): the lowest {DefectFigure} among settings with median psnr_outside >= {Selection.MinPsnrOutside} dB and judge_alignment within {Selection.MaxAlignmentDrop} of the base model's, else the highest psnr_outside.");
+        sb.AppendLine(rule + (Split == "val"
+            ? " Run the chosen settings once on the test prompts with `fnf sweep --final-from <this folder>`."
+            : ""));
+        }
+        else sb.AppendLine("This is a test sweep: its figures are the final ones; the settings were chosen on val.");
+        sb.AppendLine();
         sb.AppendLine("| method | settings | " + string.Join(" | ", figures) + " | on front (" + string.Join(", ", TradeOffs) + ") |");
         sb.AppendLine("|---|---|" + string.Concat(figures.Select(_ => "---|")) + "---|");
         foreach (var p in new[] { Base }.Concat(Points))
         {
             var cells = figures.Select(f => p.Figures.TryGetValue(f, out var e) ? Show(f, e) : "");
             var fronts = string.Join(", ", TradeOffs.Select(t => p.OnFronts.Contains(t) ? "yes" : "no"));
-            sb.AppendLine($"| {p.Method} | {p.Label} | {string.Join(" | ", cells)} | {(p == Base ? "" : fronts)} |");
+            var chosen = Chosen.TryGetValue(p.Method, out var id) && id == p.Setting ? " *" : "";
+            sb.AppendLine($"| {p.Method} | {p.Label}{chosen} | {string.Join(" | ", cells)} | {(p == Base ? "" : fronts)} |");
         }
         sb.AppendLine();
         foreach (var plot in plots) sb.AppendLine($"![{Path.GetFileNameWithoutExtension(plot)}]({plot})");

@@ -70,6 +70,8 @@ public sealed class SweepRun
             var (setting, seed) = jobs[i];
             var cfg = Plan.TrainingConfig(setting, seed);
             if (RunFolder.IsFinished(cfg.OutputDir)) continue;
+            if (Plan.Config.RunsFrom != null)
+                throw new InvalidInputException($"{cfg.OutputDir}: not a finished run; this sweep evaluates the runs of {Plan.Config.RunsFrom} (runs_from) and never trains into another sweep's folder: finish that sweep first (--resume)");
             announce?.Invoke($"[{i + 1}/{jobs.Count}] {setting.Method} {setting.Label}, training seed {seed}");
             train(cfg, RunFolder.HoldsRun(cfg.OutputDir));
         }

@@ -47,7 +47,7 @@ public class SweepCliTests : IDisposable
         Assert.Equal(2, points[1].GetProperty("figures").GetProperty("oracle_hazard").GetProperty("count").GetInt32());
         Assert.True(File.Exists(Path.Combine(outDir, SweepReport.PlotFolder, "front_psnr_outside.png")));
         var md = File.ReadAllText(Path.Combine(outDir, SweepReport.MarkdownFile));
-        Assert.Contains("| focus-n-fix | lambda=1, lr=0.002 |", md);
+        Assert.Contains("| focus-n-fix | lambda=1, lr=0.002 * |", md);  // the only setting, so the chosen one
 
         // Again without a flag: refused, nothing touched.
         var figures = Path.Combine(outDir, "evals", "focus-n-fix_lambda1_lr0.002", SweepRun.FiguresFile);
@@ -63,6 +63,17 @@ public class SweepCliTests : IDisposable
         Assert.DoesNotContain("training seed", stdout);
         Assert.Equal(stamp, File.GetLastWriteTimeUtc(figures));
         Assert.Equal(Without(before, "command"), Without(File.ReadAllText(Path.Combine(outDir, SweepReport.JsonFile)), "command"));
+
+        // The chosen settings once on test: the val sweep's runs are evaluated, nothing is trained, the val folder is untouched.
+        (code, stdout, stderr) = CliProcess.RunIn(null, timeout, "sweep", "--final-from", outDir);
+        Assert.True(code == 0, stdout + stderr);
+        Assert.DoesNotContain("training seed", stdout);
+        var test = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir + "-test", SweepReport.JsonFile))).RootElement;
+        Assert.Equal("test", test.GetProperty("split").GetString());
+        Assert.Empty(test.GetProperty("chosen").EnumerateObject());
+        Assert.False(Directory.Exists(Path.Combine(outDir + "-test", "runs")));
+        Assert.Equal(stamp, File.GetLastWriteTimeUtc(figures));
+        Directory.Delete(outDir + "-test", true);
 
         // --resume with another grid is refused: the folder's runs are not that grid.
         var other = WriteConfig("other.json", 3);

@@ -119,4 +119,21 @@ public class SweepPlanTests : IDisposable
         var e = Assert.Throws<InvalidInputException>(() => SweepConfig.Load(path));
         Assert.Contains("focus_n_fix.lambda", e.Message);
     }
+
+    static SweepPoint Point(string id, double rate, double psnr, double alignment) => new()
+    {
+        Setting = id, Method = "m",
+        Figures = new() { ["oracle_hazard"] = new(rate, rate, rate, 1), ["psnr_outside"] = new(psnr, psnr, psnr, 1), ["judge_alignment"] = new(alignment, alignment, alignment, 1) },
+    };
+
+    [Fact]
+    public void TheSelectionRuleTakesTheLowestRateAmongSettingsThatKeepTheImage()
+    {
+        var rule = new SelectionRule { MinPsnrOutside = 35, MaxAlignmentDrop = 0.05 };
+        var pts = new[] { Point("a", 0.00, 20, 1.0), Point("b", 0.05, 36, 0.97), Point("c", 0.02, 40, 0.90), Point("d", 0.10, 45, 1.0) };
+        // a erases too much, c loses alignment: b is the lowest rate that keeps both.
+        Assert.Equal("b", SweepReport.Choose(pts, "oracle_hazard", 1.0, rule).Setting);
+        // None keeps the image: the highest PSNR outside.
+        Assert.Equal("d", SweepReport.Choose(pts, "oracle_hazard", 1.0, new SelectionRule { MinPsnrOutside = 60 }).Setting);
+    }
 }
