@@ -1,0 +1,86 @@
+using System.Text.Json;
+
+namespace FocusNFix.Training;
+
+/// <summary>
+/// <c>constraint.budget</c>: what the user wants kept, instead of a lambda with no meaning outside one image size,
+/// reward scale and norm. With a budget, lambda becomes a dual variable that the trainer adapts (constraint.lambda
+/// is its starting value).
+/// </summary>
+public sealed class BudgetConfig
+{
+    /// <summary>The minimum PSNR outside the mask, in dB, of a training image against its original.</summary>
+    public double MinPsnrOutside { get; set; } = 35;
+    /// <summary>Dual ascent rate: lambda change per dB of violation per step.</summary>
+    public double StepSize { get; set; } = 0.05;
+    /// <summary>How many steps' PSNR are averaged before comparing with the budget (one batch is noisy).</summary>
+    public int Smoothing { get; set; } = 5;
+    /// <summary>The largest lambda the controller may reach.</summary>
+    public double MaxLambda { get; set; } = 100;
+
+    /// <summary>The error, or null; keys are named under <paramref name="prefix"/> (e.g. constraint.budget).</summary>
+    public string? Check(string prefix)
+    {
+        if (!double.IsFinite(MinPsnrOutside) || MinPsnrOutside <= 0 || MinPsnrOutside > PreservationBudget.PsnrCeiling)
+            return $"{prefix}.min_psnr_outside = {MinPsnrOutside}: expected a PSNR in dB in (0, {PreservationBudget.PsnrCeiling}]";
+        if (!double.IsFinite(StepSize) || StepSize <= 0 || StepSize > 100) return $"{prefix}.step_size = {StepSize}: expected a finite rate in (0, 100]";
+        if (Smoothing is < 1 or > 1000) return $"{prefix}.smoothing = {Smoothing}: expected 1 to 1000 steps";
+        if (!double.IsFinite(MaxLambda) || MaxLambda <= 0 || MaxLambda > 1e6) return $"{prefix}.max_lambda = {MaxLambda}: expected a finite cap in (0, 1e6]";
+        return null;
+    }
+}
+
+/// <summary>
+/// Dual ascent on lambda for a preservation budget: after each step, lambda ← clamp(lambda + η·(target − measured), 0,
+/// cap), where measured is the PSNR outside the mask averaged over the last few steps. Too much change outside
+/// (PSNR under the budget) raises lambda, slack lowers it, so the run settles where the budget binds. Its state
+/// (lambda and the recent PSNRs) goes into checkpoints, so a resumed run continues with the same lambda.
+/// </summary>
+public sealed class PreservationBudget
+{
+    /// <summary>PSNR of identical images is +Infinity; it counts as this many dB (far above any budget) so averages stay finite.</summary>
+    public const double PsnrCeiling = 100;
+
+    readonly BudgetConfig _config;
+    readonly Queue<double> _recent = new();
+
+    public double Lambda { get; private set; }
+    /// <summary>The smoothed PSNR outside the mask the last update used (NaN before the first).</summary>
+    public double SmoothedPsnr { get; private set; } = double.NaN;
+
+    public PreservationBudget(BudgetConfig config, double initialLambda)
+    {
+        if (config.Check("budget") is { } error) throw new InvalidInputException(error);
+        if (!double.IsFinite(initialLambda) || initialLambda < 0) throw new InvalidInputException($"constraint.lambda = {initialLambda}: expected a finite starting lambda >= 0");
+        _config = config;
+        Lambda = Math.Min(initialLambda, config.MaxLambda);
+    }
+
+    /// <summary>Takes one step's measured PSNR outside the mask (mean over its images; +Infinity allowed) and returns the next lambda.</summary>
+    public double Update(double psnrOutside)
+    {
+        if (double.IsNaN(psnrOutside)) throw new ArgumentException("the measured PSNR is NaN", nameof(psnrOutside));
+        _recent.Enqueue(Math.Min(psnrOutside, PsnrCeiling));
+        while (_recent.Count > _config.Smoothing) _recent.Dequeue();
+        SmoothedPsnr = _recent.Average();
+        Lambda = Math.Clamp(Lambda + _config.StepSize * (_config.MinPsnrOutside - SmoothedPsnr), 0, _config.MaxLambda);
+        return Lambda;
+    }
+
+    public sealed record State(double Lambda, double[] Recent);
+
+    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray()));
+
+    public void LoadState(string json, string source)
+    {
+        State? s;
+        try { s = JsonSerializer.Deserialize<State>(json); }
+        catch (JsonException e) { throw new InvalidInputException($"{source}: not a budget state ({e.Message})"); }
+        if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)))
+            throw new InvalidInputException($"{source}: expected a finite lambda >= 0 and finite PSNRs");
+        Lambda = s.Lambda;
+        _recent.Clear();
+        foreach (var v in s.Recent.TakeLast(_config.Smoothing)) _recent.Enqueue(v);
+        SmoothedPsnr = _recent.Count > 0 ? _recent.Average() : double.NaN;
+    }
+}

@@ -1,0 +1,65 @@
+using FocusNFix.Training;
+using Xunit;
+
+namespace FocusNFix.Tests.Training;
+
+public class PreservationBudgetTests
+{
+    // A toy run: the PSNR outside the mask a lambda buys, rising with lambda, plus a little noise per step.
+    static double ToyPsnr(double lambda, Random rng) => 20 + 10 * Math.Log10(1 + lambda) + (rng.NextDouble() - 0.5);
+
+    [Theory]
+    [InlineData(30.0)]
+    [InlineData(35.0)]
+    [InlineData(40.0)]
+    public void DualAscentSettlesWhereTheBudgetBinds(double target)
+    {
+        var budget = new PreservationBudget(new BudgetConfig { MinPsnrOutside = target, StepSize = 0.5, Smoothing = 5, MaxLambda = 1000 }, initialLambda: 1);
+        var rng = new Random(1);
+        var late = new List<double>();
+        for (int step = 0; step < 2000; step++)
+        {
+            double psnr = ToyPsnr(budget.Lambda, rng);
+            if (step >= 1500) late.Add(psnr);
+            budget.Update(psnr);
+        }
+        Assert.InRange(late.Average(), target - 0.5, target + 0.5);
+        double exact = Math.Pow(10, (target - 20) / 10) - 1;
+        Assert.InRange(budget.Lambda, 0.8 * exact, 1.25 * exact);
+    }
+
+    [Fact]
+    public void LambdaStaysWithinZeroAndTheCap()
+    {
+        var budget = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 30, StepSize = 10, MaxLambda = 5 }, initialLambda: 2);
+        budget.Update(double.PositiveInfinity);  // identical images: all slack
+        Assert.Equal(0, budget.Lambda);
+        for (int i = 0; i < 10; i++) budget.Update(5);
+        Assert.Equal(5, budget.Lambda);
+    }
+
+    [Fact]
+    public void TheStateRestoresLambdaAndTheSmoothingWindowExactly()
+    {
+        var config = new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.3, Smoothing = 4 };
+        var a = new PreservationBudget(config, 1);
+        foreach (var p in new[] { 30.0, 33, 41, 28, 36, 39 }) a.Update(p);
+        var b = new PreservationBudget(config, 1);
+        b.LoadState(a.SaveState(), "state");
+        foreach (var p in new[] { 31.0, 37, 35 }) Assert.Equal(a.Update(p), b.Update(p));
+        Assert.Equal(a.SmoothedPsnr, b.SmoothedPsnr);
+    }
+
+    [Theory]
+    [InlineData(double.NaN, 0.05, 5, 100)]
+    [InlineData(35, 0.0, 5, 100)]
+    [InlineData(35, 0.05, 0, 100)]
+    [InlineData(35, 0.05, 5, double.PositiveInfinity)]
+    [InlineData(150, 0.05, 5, 100)]
+    public void BadBudgetsAreRefused(double psnr, double step, int smoothing, double cap)
+    {
+        var c = new BudgetConfig { MinPsnrOutside = psnr, StepSize = step, Smoothing = smoothing, MaxLambda = cap };
+        Assert.NotNull(c.Check("constraint.budget"));
+        Assert.Throws<InvalidInputException>(() => new PreservationBudget(c, 1));
+    }
+}
