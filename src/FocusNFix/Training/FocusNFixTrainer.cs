@@ -9,8 +9,11 @@ using static TorchSharp.torch;
 namespace FocusNFix.Training;
 
 /// <summary>One logged training step (also the rows of the run's log.jsonl).</summary>
+/// <remarks><c>Lambda</c> is the constraint weight the step used (the dual variable's value under a budget) and
+/// <c>PsnrOutside</c> the batch's mean PSNR outside the mask against the originals (identical pixels count as
+/// <see cref="PreservationBudget.PsnrCeiling"/> dB).</remarks>
 public sealed record TrainStepLog(int Step, double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside,
-    double GradNorm, double LearningRate, bool Skipped, int SkippedTotal);
+    double GradNorm, double LearningRate, bool Skipped, int SkippedTotal, double Lambda = 0, double PsnrOutside = double.NaN);
 
 /// <summary>
 /// The Focus-N-Fix trainer: LoRA on the frozen base UNet, trained by backprop through the last K sampling steps
@@ -31,6 +34,7 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly IHeatmapSource? _ownedHeatmap;
     readonly List<int> _active;
     int _skipped;
+    readonly PreservationBudget? _budget;
 
     public const string FinalPeftName = RunFolderLora.DiffusersName;
     public const string FinalKohyaName = RunFolderLora.KohyaName;
@@ -89,7 +93,14 @@ public sealed class FocusNFixTrainer : IDisposable
         using (var g = new Generator((ulong)config.Seed + 1))
             _lora = LoraNetwork.Attach(_pipe.Unet, new LoraConfig { Rank = config.Lora.Rank, Alpha = config.Lora.Alpha, TargetModules = config.Lora.TargetModules.ToArray() }, g);
         Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
-        if (latest != null) (_startStep, _skipped) = Run.LoadCheckpoint(latest, _lora, Optimizer);
+        if (config.Constraint.Budget is { } budget) _budget = new PreservationBudget(budget, config.Constraint.Lambda);
+        if (latest != null)
+        {
+            string? controls;
+            (_startStep, _skipped, controls) = Run.LoadCheckpoint(latest, _lora, Optimizer);
+            if (_budget != null)
+                _budget.LoadState(controls ?? throw new InvalidInputException($"{latest.Folder}: the checkpoint has no budget state, but the config has constraint.budget"), latest.Folder);
+        }
         if (resume) Run.TruncateLogs(_startStep);
         unlessBuilt.Built();
     }
@@ -197,7 +208,11 @@ public sealed class FocusNFixTrainer : IDisposable
     }
 
     /// <summary>The figures of one step's forward/backward, summed over its micro-batches.</summary>
-    public sealed record StepGradients(double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside, Tensor? Images);
+    public sealed record StepGradients(double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside, Tensor? Images,
+        double PsnrOutside = double.NaN);
+
+    /// <summary>The constraint weight the next step uses: the budget's dual variable, else the config's (0 for draft).</summary>
+    public double Lambda => _budget?.Lambda ?? LossSettings.FromConfig(Config).Lambda;
 
     /// <summary>
     /// Zeroes the LoRA gradients and accumulates step <paramref name="step"/>'s gradients over its micro-batches
@@ -207,10 +222,10 @@ public sealed class FocusNFixTrainer : IDisposable
     public StepGradients ComputeGradients(int step, bool keepImages = false)
     {
         var c = Config;
-        var settings = LossSettings.FromConfig(c);
+        var settings = LossSettings.FromConfig(c) with { Lambda = Lambda };
         using var pause = TorchGcPause.Begin();
         Optimizer.ZeroGrad();
-        double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0;
+        double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0, psnrSum = 0;
         Tensor? lastImages = null;
         for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
         {
@@ -230,10 +245,12 @@ public sealed class FocusNFixTrainer : IDisposable
             constraintSum += terms.Constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
             inSum += inside.mean().item<float>() / c.Optimizer.GradAccumulation;
             outSum += outside.mean().item<float>() / c.Optimizer.GradAccumulation;
+            var psnr = RegionConstraint.PsnrOutside(images, i0, masks).Where(v => !double.IsNaN(v)).Select(v => Math.Min(v, PreservationBudget.PsnrCeiling)).ToList();
+            psnrSum += (psnr.Count > 0 ? psnr.Average() : PreservationBudget.PsnrCeiling) / c.Optimizer.GradAccumulation;
             if (keepImages && micro == 0)
                 lastImages = images.detach().clone().DetachFromDisposeScope();
         }
-        return new StepGradients(lossSum, rewardSum, constraintSum, inSum, outSum, lastImages);
+        return new StepGradients(lossSum, rewardSum, constraintSum, inSum, outSum, lastImages, psnrSum);
     }
 
     /// <summary>
@@ -248,6 +265,7 @@ public sealed class FocusNFixTrainer : IDisposable
         using var scope = NewDisposeScope();
         double lr = c.Optimizer.LearningRate * Math.Min(1.0, (step + 1.0) / Math.Max(1, c.Optimizer.WarmupSteps));
         Optimizer.LearningRate = lr;
+        double lambda = Lambda;
         var g = ComputeGradients(step, keepImages: tb != null && c.Train.SampleEvery > 0 && step % c.Train.SampleEvery == 0);
         // grad_clip 0 means no clipping; the norm is still measured for the log and the guard.
         double gradNorm = nn.utils.clip_grad_norm_(Optimizer.Parameters, c.Optimizer.GradClip > 0 ? c.Optimizer.GradClip : double.PositiveInfinity);
@@ -259,7 +277,9 @@ public sealed class FocusNFixTrainer : IDisposable
             Optimizer.ZeroGrad();
             _skipped++;
         }
-        var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped);
+        // The dual variable reads what this step's images measured, whether or not its update was applied.
+        if (_budget != null && double.IsFinite(g.PsnrOutside)) _budget.Update(g.PsnrOutside);
+        var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped, lambda, g.PsnrOutside);
         Run.AppendLog(entry);
         if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
         {
@@ -271,6 +291,8 @@ public sealed class FocusNFixTrainer : IDisposable
             tb.Scalar("train/grad_norm", double.IsFinite(gradNorm) ? gradNorm : -1, step);
             tb.Scalar("train/lr", lr, step);
             tb.Scalar("train/skipped_steps", _skipped, step);
+            tb.Scalar("train/lambda", lambda, step);
+            tb.Scalar("train/psnr_outside_mask", g.PsnrOutside, step);
             if (g.Images is not null) tb.Images("train/samples", g.Images, step);
         }
         g.Images?.Dispose();
@@ -289,7 +311,7 @@ public sealed class FocusNFixTrainer : IDisposable
             logs.Add(entry);
             onStep?.Invoke(entry);
             if (c.Train.CheckpointEvery > 0 && (step + 1) % c.Train.CheckpointEvery == 0 && step + 1 < c.Train.Steps)
-                Run.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config);
+                Run.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config, _budget?.SaveState());
         }
         if (end == c.Train.Steps)
         {
@@ -301,7 +323,8 @@ public sealed class FocusNFixTrainer : IDisposable
                         throw new TrainingFailedException($"{RunDir}: LoRA weight '{name}' is not finite at the end of training; no LoRA was written");
             // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it (and
             // then has it already).
-            if (_startStep < c.Train.Steps) Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config);
+            if (_startStep < c.Train.Steps) Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, _budget?.SaveState());
+            if (_budget != null) Run.WriteFinalLambda(_budget.Lambda, c.Constraint.Budget!);
             Run.WriteLora(_lora, Config.Model);
         }
         return logs;
@@ -313,7 +336,7 @@ public sealed class FocusNFixTrainer : IDisposable
     public int StartStep => _startStep;
 
     /// <summary>Writes checkpoints/step-N now (the run writes them every train.checkpoint_every steps and at the end).</summary>
-    public void SaveCheckpoint(int nextStep) => Run.SaveCheckpoint(nextStep, _lora, Optimizer, _skipped, Config);
+    public void SaveCheckpoint(int nextStep) => Run.SaveCheckpoint(nextStep, _lora, Optimizer, _skipped, Config, _budget?.SaveState());
 
     public void Dispose()
     {

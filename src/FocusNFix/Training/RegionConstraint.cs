@@ -74,6 +74,24 @@ public static class RegionConstraint
         return result;
     }
 
+    /// <summary>
+    /// PSNR in dB (images in [0,1]) of each image against its original over the pixels outside the mask, weighted by
+    /// 1 - M: +Infinity for identical pixels, NaN when nothing is outside. Detached, on the CPU as doubles.
+    /// </summary>
+    public static double[] PsnrOutside(Tensor images, Tensor originals, Tensor masks)
+    {
+        CheckPair(images, originals);
+        CheckMask(masks, images);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var sq = (images.detach() - originals.detach()).to(ScalarType.Float64).square();
+        var w = (1 - masks.detach().to(ScalarType.Float64)).expand_as(sq);
+        var dims = new long[] { 1, 2, 3 };
+        var weight = w.sum(dims).cpu().data<double>().ToArray();
+        var err = (w * sq).sum(dims).cpu().data<double>().ToArray();
+        return weight.Select((n, i) => n <= 0 ? double.NaN : err[i] == 0 ? double.PositiveInfinity : -10 * Math.Log10(err[i] / n)).ToArray();
+    }
+
     // sqrt with value 0 and gradient 0 where x == 0: the unused branch of `where` sees 1, so no NaN can leak in.
     static Tensor SafeSqrt(Tensor x)
     {

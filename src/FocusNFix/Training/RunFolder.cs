@@ -34,6 +34,8 @@ public sealed class RunFolder : IDisposable
 {
     public const string ConfigName = "config.json";
     public const string LogName = "log.jsonl";
+    /// <summary>A budgeted run's final lambda (constraint.budget), for a fixed-lambda rerun.</summary>
+    public const string LambdaName = "lambda.json";
     public const string TensorBoardFolder = "tensorboard";
     public const string OriginalsFolder = "originals";
     public const string CheckpointsFolder = "checkpoints";
@@ -98,7 +100,7 @@ public sealed class RunFolder : IDisposable
     /// <summary>Each folder (relative to the run folder) and the names of the files the trainer writes there.</summary>
     IEnumerable<(string Folder, Regex Names)> OwnFilePatterns()
     {
-        yield return ("", Exactly(ConfigName, LogName, RunFolderLora.DiffusersName, PeftAdapterConfig.FileName, PeftAdapterConfig.WeightsName,
+        yield return ("", Exactly(ConfigName, LogName, LambdaName, RunFolderLora.DiffusersName, PeftAdapterConfig.FileName, PeftAdapterConfig.WeightsName,
             RunFolderLora.LegacyPeftName, RunFolderLora.LegacyKohyaName));
         yield return (KohyaFolder, Exactly(Path.GetFileName(RunFolderLora.KohyaName)));
         yield return (TensorBoardFolder, new Regex(@"^events\.out\.tfevents\..+$", RegexOptions.CultureInvariant));
@@ -248,7 +250,8 @@ public sealed class RunFolder : IDisposable
     /// Writes LoRA weights, optimiser state, step, skip count and config into checkpoints/step-N through a temporary
     /// folder and a rename (state.json last), so a killed run never leaves a half-written checkpoint. Keeps the two newest.
     /// </summary>
-    public void SaveCheckpoint(int nextStep, LoraNetwork lora, AdamW optimizer, int skipped, TrainingConfig config)
+    /// <param name="controls">the state of the trainer's controllers (the preservation budget's lambda), restored on resume; null: none.</param>
+    public void SaveCheckpoint(int nextStep, LoraNetwork lora, AdamW optimizer, int skipped, TrainingConfig config, string? controls = null)
     {
         var root = Path.Combine(Dir, CheckpointsFolder);
         Directory.CreateDirectory(root);
@@ -269,6 +272,7 @@ public sealed class RunFolder : IDisposable
             step = nextStep,
             skipped_steps = skipped,
             seed = config.Seed,
+            controls,
             rng = "batches are a function of (seed, step) and the noise of each (prompt, seed) is cached; no global RNG state is consumed",
         }, TrainingConfig.Json));
         if (Directory.Exists(final)) Directory.Delete(final, true);
@@ -278,16 +282,18 @@ public sealed class RunFolder : IDisposable
             Directory.Delete(old, true);
     }
 
-    /// <summary>Loads a checkpoint's LoRA weights and optimiser state; returns (the step to resume at, steps skipped so far).</summary>
-    public (int Step, int Skipped) LoadCheckpoint(RunCheckpoint checkpoint, LoraNetwork lora, AdamW optimizer)
+    /// <summary>Loads a checkpoint's LoRA weights and optimiser state; returns (the step to resume at, steps skipped so far, the controllers' state or null).</summary>
+    public (int Step, int Skipped, string? Controls) LoadCheckpoint(RunCheckpoint checkpoint, LoraNetwork lora, AdamW optimizer)
     {
         var statePath = Path.Combine(checkpoint.Folder, StateName);
         int step, skipped;
+        string? controls;
         try
         {
             var state = JsonDocument.Parse(File.ReadAllText(statePath)).RootElement;
             step = state.GetProperty("step").GetInt32();
             skipped = state.GetProperty("skipped_steps").GetInt32();
+            controls = state.TryGetProperty("controls", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -302,7 +308,7 @@ public sealed class RunFolder : IDisposable
             optimizer.LoadStateDict(Safetensors.Load(optimizerPath), optimizerPath);
         }
         KillPoint.Reached("resume", step);
-        return (step, skipped);
+        return (step, skipped, controls);
     }
 
     // ---- final LoRA ---------------------------------------------------------------------------------------------
@@ -318,6 +324,14 @@ public sealed class RunFolder : IDisposable
     public static bool HoldsRun(string dir) => File.Exists(Path.Combine(dir, ConfigName));
 
     public void WriteLora(LoraNetwork lora, string baseModel) => RunFolderLora.Write(Dir, lora, baseModel);
+
+    /// <summary>Writes lambda.json: where the preservation budget's dual variable ended, and the budget it served.</summary>
+    public void WriteFinalLambda(double lambda, BudgetConfig budget) => AtomicFile.WriteAllText(Path.Combine(Dir, LambdaName), JsonSerializer.Serialize(new
+    {
+        final_lambda = lambda,
+        budget,
+        use = "constraint.lambda = final_lambda without a budget trains with the weight this run ended on",
+    }, TrainingConfig.Json) + "\n");
 
     /// <summary>
     /// Undoes a start that failed before training began: deletes the run files it wrote, and the folder if this run

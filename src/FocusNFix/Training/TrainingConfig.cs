@@ -111,6 +111,12 @@ public sealed class TrainingConfig
         if (Constraint!.Norm is not ("frobenius" or "per-pixel")) Fail("constraint.norm", Constraint.Norm, "frobenius or per-pixel");
         if (Constraint.Space is not ("pixel" or "latent")) Fail("constraint.space", Constraint.Space, "pixel or latent");
         Finite("constraint.lambda", Constraint.Lambda, 0, 1e9, "a finite number >= 0");
+        if (Constraint.Budget is { } budget)
+        {
+            if (budget.Check("constraint.budget") is { } budgetError) throw new InvalidInputException($"{source}: {budgetError}");
+            if (Objective == "draft") Fail("constraint.budget", "set", "no budget for the draft objective, which has no constraint (use focus-n-fix or global)");
+            if (Constraint.Space == "latent") Fail("constraint.budget", "set", "constraint.space pixel: the budget is a PSNR of images");
+        }
         Finite("optimizer.learning_rate", Optimizer!.LearningRate, double.Epsilon, 10, "a finite number > 0 and <= 10");
         Finite("optimizer.weight_decay", Optimizer.WeightDecay, 0, 1e3, "a finite number >= 0");
         Finite("optimizer.grad_clip", Optimizer.GradClip, 0, 1e12, "a finite number >= 0 (0: no clipping)");
@@ -206,6 +212,11 @@ public sealed class ConstraintConfig
     public string Norm { get; set; } = "frobenius";
     /// <summary>pixel: compare decoded images in [0,1]; latent: compare latents with the mask area-downsampled (no decode needed for the constraint).</summary>
     public string Space { get; set; } = "pixel";
+    /// <summary>
+    /// A preservation budget instead of a fixed lambda: the trainer adapts lambda (starting at <see cref="Lambda"/>)
+    /// so the PSNR outside the mask stays at the budget. Null: lambda is fixed.
+    /// </summary>
+    public BudgetConfig? Budget { get; set; }
 }
 
 public sealed class OptimizerConfig
