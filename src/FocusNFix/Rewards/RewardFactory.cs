@@ -8,7 +8,7 @@ namespace FocusNFix.Rewards;
 /// </summary>
 public static class RewardFactory
 {
-    public static readonly string[] RewardTypes = { "region-reward-model", "safety-checker", "aesthetic", "clip-score", "pick-score" };
+    public static readonly string[] RewardTypes = { "region-reward-model", "safety-checker", "aesthetic", "clip-score", "pick-score", "alignment-judge" };
     public static readonly string[] HeatmapTypes = { "reward-model", "saliency", "onnx", "torchscript", "mask-folder", "boxes" };
 
     /// <summary>
@@ -17,6 +17,12 @@ public static class RewardFactory
     /// core does not depend on ShapesWorld.
     /// </summary>
     public static Func<string, IReward>? RegionRewardLoader { get; set; }
+
+    /// <summary>
+    /// Loads an alignment judge folder as a score (the ShapesWorld judge registers itself here). Not differentiable:
+    /// a guard of the reward-hacking monitor and an evaluation figure, never a training reward.
+    /// </summary>
+    public static Func<string, IReward>? JudgeLoader { get; set; }
 
     static IReward LoadRegionReward(string path) =>
         (RegionRewardLoader ?? throw new InvalidOperationException("no region reward model loader is registered")).Invoke(path);
@@ -31,6 +37,7 @@ public static class RewardFactory
             "aesthetic" => AestheticReward.FromPretrained(spec.Path, spec.Extra ?? throw new InvalidInputException("reward 'aesthetic' needs extra = the MLP .safetensors file")),
             "clip-score" => ClipScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
             "pick-score" => PickScoreReward.FromPretrained(spec.Path, spec.Extra ?? spec.Path),
+            "alignment-judge" => (JudgeLoader ?? throw new InvalidOperationException("no alignment judge loader is registered")).Invoke(spec.Path),
             _ => throw new InvalidInputException($"reward type '{spec.Type}' is unknown (expected one of {string.Join(", ", RewardTypes)})"),
         };
         reward.To(device);

@@ -35,6 +35,11 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly List<int> _active;
     int _skipped;
     readonly PreservationBudget? _budget;
+    readonly ValidationMonitor? _monitor;
+    readonly PoolSampler? _monitorSampler;
+    readonly List<IReward> _guards = new();
+    Dictionary<string, Tensor>? _bestLora;
+    int? _bestStep;
 
     public const string FinalPeftName = RunFolderLora.DiffusersName;
     public const string FinalKohyaName = RunFolderLora.KohyaName;
@@ -48,8 +53,10 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <param name="overwrite">delete the run files already in output_dir first (<c>--overwrite</c>); without it or
     /// <paramref name="resume"/>, a folder that holds a run is refused.</param>
     /// <param name="warn">told about a stale lock taken over (default: a "warning:" line on stderr).</param>
+    /// <param name="guardsOverride">the monitor's guards instead of train.monitor.guards (tests, custom scores from code); still owned by the caller.</param>
     public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null,
-        IReward? reward = null, IHeatmapSource? heatmapOverride = null, bool overwrite = false, Action<string>? warn = null)
+        IReward? reward = null, IHeatmapSource? heatmapOverride = null, bool overwrite = false, Action<string>? warn = null,
+        IReadOnlyList<IReward>? guardsOverride = null)
     {
         Config = config;
         RunDir = config.OutputDir;
@@ -90,6 +97,22 @@ public sealed class FocusNFixTrainer : IDisposable
         _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || _cache.IsProblematic(i)).ToList();
         if (_active.Count == 0) throw new InvalidInputException("prompts.only_problematic is set but no original image of the pool has a non-empty mask");
 
+        if (config.Train.Monitor is { } mc)
+        {
+            if (guardsOverride is null)
+                foreach (var spec in mc.Guards) _guards.Add(RewardFactory.CreateReward(spec, _pipe.Device));
+            var guardList = (guardsOverride ?? _guards).ToList();
+            foreach (var g in guardList) g.To(_pipe.Device);
+            var valPrompts = mc.PromptsFile is { } pf ? PromptFile.Read(pf)
+                : (WorldPromptSource ?? throw new InvalidInputException("train.monitor.prompts_file is required: no world supplies prompt splits")).Invoke(config.Model, mc.WorldSplit);
+            // The final images, whatever the training window is (ReFL's image is an x0 prediction).
+            _monitorSampler = new PoolSampler(_pipe, config.Sampling.Steps.Value, config.Sampling.GuidanceScale.Value, config.Sampling.Eta, new GradientWindow(BackpropMode.DraftK, 1, false));
+            _monitor = new ValidationMonitor(_monitorSampler, valPrompts, mc, _reward, guardList.Select(g => (g.Name, g)).ToList(), heatmap, config.Mask,
+                config.Constraint.Budget?.MinPsnrOutside);
+            // Before the LoRA exists: these are the base model's images.
+            if (latest != null) _monitor.SampleBase();
+        }
+
         using (var g = new Generator((ulong)config.Seed + 1))
             _lora = LoraNetwork.Attach(_pipe.Unet, new LoraConfig { Rank = config.Lora.Rank, Alpha = config.Lora.Alpha, TargetModules = config.Lora.TargetModules.ToArray() }, g);
         Optimizer = new AdamW(_lora.TrainableParameters(), config.Optimizer.LearningRate, config.Optimizer.WeightDecay);
@@ -98,8 +121,11 @@ public sealed class FocusNFixTrainer : IDisposable
         {
             string? controls;
             (_startStep, _skipped, controls) = Run.LoadCheckpoint(latest, _lora, Optimizer);
+            var states = controls is null ? new Dictionary<string, string>() : JsonSerializer.Deserialize<Dictionary<string, string>>(controls) ?? new();
             if (_budget != null)
-                _budget.LoadState(controls ?? throw new InvalidInputException($"{latest.Folder}: the checkpoint has no budget state, but the config has constraint.budget"), latest.Folder);
+                _budget.LoadState(states.GetValueOrDefault("budget") ?? throw new InvalidInputException($"{latest.Folder}: the checkpoint has no budget state, but the config has constraint.budget"), latest.Folder);
+            if (_monitor != null)
+                _monitor.LoadState(states.GetValueOrDefault("monitor") ?? throw new InvalidInputException($"{latest.Folder}: the checkpoint has no monitor state, but the config has train.monitor"), latest.Folder);
         }
         if (resume) Run.TruncateLogs(_startStep);
         unlessBuilt.Built();
@@ -307,14 +333,16 @@ public sealed class FocusNFixTrainer : IDisposable
         int end = stopAfter.HasValue ? Math.Min(c.Train.Steps, stopAfter.Value) : c.Train.Steps;
         for (int step = _startStep; step < end; step++)
         {
+            if (_monitor != null && step % c.Train.Monitor!.Every == 0 && MonitorStep(step, tb)) return logs;
             var entry = TrainStep(step, tb);
             logs.Add(entry);
             onStep?.Invoke(entry);
             if (c.Train.CheckpointEvery > 0 && (step + 1) % c.Train.CheckpointEvery == 0 && step + 1 < c.Train.Steps)
-                Run.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config, _budget?.SaveState());
+                Run.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config, ControlsState());
         }
         if (end == c.Train.Steps)
         {
+            if (_monitor != null && _startStep < c.Train.Steps && MonitorStep(c.Train.Steps, tb)) return logs;
             if (_skipped >= c.Train.Steps)
                 throw new TrainingFailedException($"{RunDir}: every one of the {c.Train.Steps} steps was skipped for a non-finite loss, gradient or update; no LoRA was written");
             using (var scope = NewDisposeScope())
@@ -323,12 +351,77 @@ public sealed class FocusNFixTrainer : IDisposable
                         throw new TrainingFailedException($"{RunDir}: LoRA weight '{name}' is not finite at the end of training; no LoRA was written");
             // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it (and
             // then has it already).
-            if (_startStep < c.Train.Steps) Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, _budget?.SaveState());
+            if (_startStep < c.Train.Steps) Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
             if (_budget != null) Run.WriteFinalLambda(_budget.Lambda, c.Constraint.Budget!);
             Run.WriteLora(_lora, Config.Model);
         }
         return logs;
     }
+
+    /// <summary>The budget's and the monitor's state for a checkpoint (null when the run has neither).</summary>
+    string? ControlsState()
+    {
+        if (_budget is null && _monitor is null) return null;
+        var states = new Dictionary<string, string>();
+        if (_budget != null) states["budget"] = _budget.SaveState();
+        if (_monitor != null) states["monitor"] = _monitor.SaveState();
+        return JsonSerializer.Serialize(states);
+    }
+
+    public const string MonitorName = "monitor.json";
+
+    /// <summary>
+    /// Evaluates the validation set at <paramref name="step"/> (once per step), logs it, keeps the best unflagged LoRA,
+    /// and on a flag with train.stop_on_hacking ends the run with that LoRA; returns whether the run ended.
+    /// </summary>
+    bool MonitorStep(int step, TensorBoardLog? tb)
+    {
+        var c = Config;
+        if (_monitor!.Points.Any(p => p.Step == step)) return false;
+        using var pause = TorchGcPause.Begin();
+        var (point, flag, images) = _monitor.Evaluate(step);
+        using (images)
+        {
+            if (tb != null)
+            {
+                tb.Scalar("monitor/target_reward", point.TargetReward, step);
+                foreach (var (name, v) in point.Guards) tb.Scalar($"monitor/{name}", v, step);
+                tb.Scalar("monitor/psnr_outside_mask", Math.Min(point.PsnrOutside, PreservationBudget.PsnrCeiling), step);
+                tb.Scalar("monitor/hacking_flag", flag is null ? 0 : 1, step);
+                tb.Images("monitor/validation", images, step);
+            }
+        }
+        if (flag is null && _monitor.Rule.BestStep(_monitor.Points) == step)
+        {
+            if (_bestLora != null) foreach (var t in _bestLora.Values) t.Dispose();
+            using var views = NewDisposeScope();
+            _bestLora = _lora.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
+            _bestStep = step;
+        }
+        bool stop = flag != null && c.Train.StopOnHacking;
+        if (stop && _bestLora != null) _lora.LoadStateDict(_bestLora, "best monitored LoRA");
+        WriteMonitorFile(stop ? step : null);
+        if (!stop) return false;
+        // A stopped run is finished: its final checkpoint carries the kept LoRA, so --resume has nothing to continue.
+        Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
+        Run.WriteLora(_lora, Config.Model);
+        return true;
+    }
+
+    void WriteMonitorFile(int? stoppedAt) => AtomicFile.WriteAllText(Path.Combine(RunDir, MonitorName), JsonSerializer.Serialize(new
+    {
+        evaluations = _monitor!.Points,
+        first_flag = _monitor.FirstFlag,
+        best_unflagged_step = _monitor.Rule.BestStep(_monitor.Points),
+        stopped_at = stoppedAt,
+        lora_step = stoppedAt is null ? null : _bestStep,
+        images = _monitor.Images,
+    }, MonitorJson) + "\n");
+
+    static readonly JsonSerializerOptions MonitorJson = new(TrainingConfig.Json) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    /// <summary>The step whose LoRA a stopped run kept (null until the monitor kept one).</summary>
+    public int? BestMonitoredStep => _bestStep;
 
     /// <summary>Steps dropped by the NaN/Inf guard so far.</summary>
     public int SkippedSteps => _skipped;
@@ -336,7 +429,7 @@ public sealed class FocusNFixTrainer : IDisposable
     public int StartStep => _startStep;
 
     /// <summary>Writes checkpoints/step-N now (the run writes them every train.checkpoint_every steps and at the end).</summary>
-    public void SaveCheckpoint(int nextStep) => Run.SaveCheckpoint(nextStep, _lora, Optimizer, _skipped, Config, _budget?.SaveState());
+    public void SaveCheckpoint(int nextStep) => Run.SaveCheckpoint(nextStep, _lora, Optimizer, _skipped, Config, ControlsState());
 
     public void Dispose()
     {
@@ -348,6 +441,10 @@ public sealed class FocusNFixTrainer : IDisposable
     void DisposeResources()
     {
         _cache?.Dispose();
+        _monitor?.Dispose();
+        _monitorSampler?.Dispose();
+        foreach (var g in _guards) (g as IDisposable)?.Dispose();
+        if (_bestLora != null) foreach (var t in _bestLora.Values) t.Dispose();
         Optimizer?.Dispose();
         _lora?.Dispose();
         _ownedHeatmap?.Dispose();

@@ -104,6 +104,8 @@ public sealed class TrainingConfig
             Text($"rewards[{i}].type", Rewards[i].Type, $"one of {string.Join(", ", FocusNFix.Rewards.RewardFactory.RewardTypes)}");
             if (!FocusNFix.Rewards.RewardFactory.RewardTypes.Contains(Rewards[i].Type))
                 Fail($"rewards[{i}].type", Rewards[i].Type, $"one of {string.Join(", ", FocusNFix.Rewards.RewardFactory.RewardTypes)}");
+            if (Rewards[i].Type == "alignment-judge")
+                Fail($"rewards[{i}].type", Rewards[i].Type, "a differentiable reward: the alignment judge has no gradient (use it as a train.monitor guard)");
             Text($"rewards[{i}].path", Rewards[i].Path, "the path of the reward's model");
             Finite($"rewards[{i}].weight", Rewards[i].Weight, -1e6, 1e6, "a finite number");
         }
@@ -127,6 +129,8 @@ public sealed class TrainingConfig
         Count("train.log_every", Train.LogEvery, 1, 100_000_000);
         Count("train.sample_every", Train.SampleEvery, 0, 100_000_000);
         Count("train.checkpoint_every", Train.CheckpointEvery, 0, 100_000_000);
+        if (Train.Monitor is { } monitor && monitor.Check("train.monitor") is { } monitorError) throw new InvalidInputException($"{source}: {monitorError}");
+        if (Train.StopOnHacking && Train.Monitor is null) Fail("train.stop_on_hacking", true, "a train.monitor to say when to stop");
         if (Train.Cache is not ("memory" or "disk")) Fail("train.cache", Train.Cache, "memory or disk");
         if (Train.CacheDir is not null && Train.Cache != "disk") Fail("train.cache_dir", Train.CacheDir, "unset unless train.cache is disk");
         Text("train.cache", Train.Cache, "memory or disk");
@@ -238,6 +242,10 @@ public sealed class TrainLoopConfig
     public int CheckpointEvery { get; set; } = 20;
     /// <summary>Where the cache of original images and masks lives: memory, or disk (under the run folder) for large pools.</summary>
     public string Cache { get; set; } = "memory";
+    /// <summary>The reward-hacking monitor (null: off).</summary>
+    public MonitorConfig? Monitor { get; set; }
+    /// <summary>On a hacking flag, stop and keep the LoRA of the best evaluation that met the guards (needs a monitor).</summary>
+    public bool StopOnHacking { get; set; }
     /// <summary>
     /// With cache = disk: the cache folder (default: cache/ in the run folder). Runs that name the same folder with
     /// the same model, pool, sampling, dtype, device, heatmap, mask and rewards reuse it instead of sampling the

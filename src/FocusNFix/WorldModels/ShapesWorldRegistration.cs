@@ -17,6 +17,7 @@ static class ShapesWorldRegistration
     internal static void Register()
     {
         RewardFactory.RegionRewardLoader ??= path => RegionRewardModel.FromPretrained(path);
+        RewardFactory.JudgeLoader ??= path => new JudgeReward(AlignmentJudge.FromPretrained(path));
         FocusNFixTrainer.WorldPromptSource ??= SplitPrompts;
     }
 #pragma warning restore CA2255

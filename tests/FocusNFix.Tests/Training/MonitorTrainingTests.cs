@@ -1,0 +1,103 @@
+using System.Text.Json;
+using FocusNFix.IO;
+using FocusNFix.Rewards;
+using FocusNFix.Tests.Rewards;
+using FocusNFix.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace FocusNFix.Tests.Training;
+
+/// <summary>A guard that falls as the red reward rises: the mean of the green and blue channels.</summary>
+sealed class NotRedGuard : IReward
+{
+    public string Name => "not_red";
+    public void To(Device device) { }
+    public Tensor Score(Tensor images, IReadOnlyList<string> prompts) => images[.., 1..].mean(new long[] { 1, 2, 3 });
+}
+
+/// <summary>train.monitor in the trainer: a fixed validation set, the hacking flag, stop-on-hacking keeping the best LoRA, resume.</summary>
+public class MonitorTrainingTests : IDisposable
+{
+    readonly string _tmp = Directory.CreateTempSubdirectory("fnf-monitor-").FullName;
+    public void Dispose() => Directory.Delete(_tmp, true);
+
+    static readonly IHeatmapSource TopHalf = FunctionHeatmap.TopHalf();
+
+    TrainingConfig Config(string name, bool stop, double margin, int steps = 6)
+    {
+        var prompts = Path.Combine(_tmp, "prompts.txt");
+        File.WriteAllText(prompts, "a red circle in the top left on a white background\na blue square in the center on a gray background\n");
+        return new TrainingConfig
+        {
+            Model = Golden.Case("pipeline_tiny_pixel"),
+            Objective = "draft",
+            OutputDir = Path.Combine(_tmp, name),
+            Threads = 1,
+            Prompts = new PromptConfig { File = prompts, SeedsPerPrompt = 1, Limit = null },
+            Sampling = new SamplingConfig { Steps = 4, GuidanceScale = 2.0 },
+            Draft = new DraftConfig { K = 2 },
+            Lora = new LoraSection { Rank = 2, Alpha = 2 },
+            Optimizer = new OptimizerConfig { LearningRate = 5e-2, WarmupSteps = 1 },
+            Train = new TrainLoopConfig
+            {
+                Steps = steps, BatchSize = 2, CheckpointEvery = 2, SampleEvery = 0, StopOnHacking = stop,
+                Monitor = new MonitorConfig { Every = 2, PromptsFile = prompts, Seeds = new() { 7, 8 }, GuardMargin = margin },
+            },
+        };
+    }
+
+    static JsonElement MonitorFile(string runDir) => JsonDocument.Parse(File.ReadAllText(Path.Combine(runDir, FocusNFixTrainer.MonitorName))).RootElement;
+
+    [Fact]
+    public void HackingIsFlaggedAndStopOnHackingKeepsTheBestGuardedLora()
+    {
+        using var trainer = new FocusNFixTrainer(Config("stop", stop: true, margin: 1e-4), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() });
+        var log = trainer.Train();
+        var m = MonitorFile(trainer.RunDir);
+        var evals = m.GetProperty("evaluations").EnumerateArray().ToList();
+        Assert.True(m.GetProperty("first_flag").ValueKind == JsonValueKind.Object, m.ToString());
+        int stoppedAt = m.GetProperty("stopped_at").GetInt32();
+        Assert.Equal(m.GetProperty("first_flag").GetProperty("step").GetInt32(), stoppedAt);
+        Assert.Equal(evals[^1].GetProperty("step").GetInt32(), stoppedAt);
+        Assert.Equal(stoppedAt, log.Count);  // the evaluation at step s comes before training step s
+        Assert.True(evals[^1].GetProperty("target_reward").GetDouble() > evals[0].GetProperty("target_reward").GetDouble());
+        // The kept LoRA is the best unflagged evaluation's: the zero LoRA at step 0, else that step's checkpoint.
+        int kept = m.GetProperty("lora_step").GetInt32();
+        Assert.Equal(m.GetProperty("best_unflagged_step").GetInt32(), kept);
+        Assert.True(kept < stoppedAt);
+        var final = Safetensors.Load(Path.Combine(trainer.RunDir, "checkpoints", $"step-{6:D6}", "lora_state.safetensors"));
+        if (kept == 0)
+            Assert.All(final.Where(kv => kv.Key.Contains("lora_B")), kv => Assert.Equal(0f, kv.Value.abs().max().item<float>()));
+        else
+        {
+            var atKept = Safetensors.Load(Path.Combine(trainer.RunDir, "checkpoints", $"step-{kept:D6}", "lora_state.safetensors"));
+            Assert.All(final, kv => Assert.Equal(0f, (kv.Value - atKept[kv.Key]).abs().max().item<float>()));
+        }
+        Assert.True(RunFolder.IsFinished(trainer.RunDir));
+    }
+
+    [Fact]
+    public void AWideMarginNeverFlagsAndTheValidationSetIsTheSameEveryTime()
+    {
+        using var trainer = new FocusNFixTrainer(Config("wide", stop: true, margin: 10), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() });
+        var log = trainer.Train();
+        Assert.Equal(6, log.Count);
+        var m = MonitorFile(trainer.RunDir);
+        Assert.Equal(JsonValueKind.Null, m.GetProperty("first_flag").ValueKind);
+        Assert.Equal(new[] { 0, 2, 4, 6 }, m.GetProperty("evaluations").EnumerateArray().Select(e => e.GetProperty("step").GetInt32()));
+        // Step 0 is the base model: the validation images are its own base images.
+        Assert.Equal("Infinity", m.GetProperty("evaluations")[0].GetProperty("psnr_outside").ToString());
+    }
+
+    [Fact]
+    public void ResumeRestoresTheMonitorAndEndsLikeTheUninterruptedRun()
+    {
+        using (var full = new FocusNFixTrainer(Config("full", false, 10), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() })) full.Train();
+        using (var first = new FocusNFixTrainer(Config("resumed", false, 10), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() })) first.Train(stopAfter: 3);
+        using (var second = new FocusNFixTrainer(Config("resumed", false, 10), resume: true, reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() }))
+            second.Train();
+        Assert.Equal(MonitorFile(Path.Combine(_tmp, "full")).GetProperty("evaluations").ToString(),
+                     MonitorFile(Path.Combine(_tmp, "resumed")).GetProperty("evaluations").ToString());
+    }
+}
