@@ -24,7 +24,7 @@ sealed unsafe class MpiProcessGroup : IProcessGroup
         // The launcher stops the survivors with SIGTERM when a member dies (kill -9, a crash): say so on every one of
         // them. The signal then ends the process as before (the run lock's own handler releases the lock).
         _terminated = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
-            Console.Error.WriteLine($"error: rank {Rank} of {Size}: stopped by the MPI launcher (SIGTERM): another process of the job died or the job was cancelled; the run folder keeps its newest checkpoint, continue with fnf train --resume"));
+            Console.Error.WriteLine($"error: rank {Rank} of {Size}: stopped by the MPI launcher (SIGTERM): another process of the job failed or died, or the job was cancelled (a failed process printed its own error line); a training run keeps its newest checkpoint: fnf train --resume continues it"));
     }
 
     readonly PosixSignalRegistration _terminated;
