@@ -33,13 +33,17 @@ public static class EvalCommand
         var dtype = CommonOptions.DType();
         var output = new Option<string>("--out") { Description = "Report folder", DefaultValueFactory = _ => "runs/eval" };
         var threads = CommonOptions.Threads();
+        var shard = new Option<string?>("--shard") { Description = "i/n: evaluate only shard i of n (0-based) of prompts x seeds, in whole sampling batches; combine the n output folders with fnf eval merge" };
+        var batch = new Option<int>("--batch") { Description = "Images sampled and scored together (shards are cut in these batches)", DefaultValueFactory = _ => EvalSetup.DefaultBatchSize }.AtLeast(1);
         var cmd = new Command("eval", "Evaluate a base model and LoRAs: target and other rewards, oracle figures, preservation inside/outside the mask; writes report.json/md/html")
         {
-            runs, model, loras, logs, prompts, world, seeds, target, others, heatmap, steps, guidance, scheduler, eta, device, dtype, output, threads,
+            runs, model, loras, logs, prompts, world, seeds, target, others, heatmap, steps, guidance, scheduler, eta, device, dtype, output, threads, shard, batch,
         };
+        cmd.Subcommands.Add(MergeCommand());
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
+            var part = pr.GetValue(shard) is { } sh ? EvalShard.Parse(sh) : EvalShard.Whole;
             var trained = pr.GetValue(runs)!.Select(r => { var (name, dir) = ParseRun(r); return TrainedRun.Open(dir, name); }).ToList();
             bool Given(Option o) => pr.GetResult(o) is { Implicit: false };
             var overridden = new Dictionary<string, Option>
@@ -103,11 +107,31 @@ public static class EvalCommand
                 // The run's masks, else those a training run builds by default (no per-image normalisation, which would give
                 // every clean image a mask made of heatmap noise), so inside/outside figures mean what they meant in training.
                 Mask = run?.Mask ?? new TrainingConfig().Mask,
+                Shard = part, BatchSize = pr.GetValue(batch),
             };
             var result = Progress.RunWithStatus("evaluating", report => Evaluator.Run(pipe, setup, outDir, (what, d, t) => report(d, t, what)));
             result.Notes["command"] = "fnf " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1));
             ReportWriter.Write(result, outDir);
             Console.WriteLine(ReportWriter.MarkdownTable(result));
+            Console.WriteLine($"report: {Path.Combine(outDir, "report.html")}");
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary><c>fnf eval merge DIR... --out OUT</c>: the shards' folders into the report of the unsharded evaluation.</summary>
+    static Command MergeCommand()
+    {
+        var dirs = new Argument<string[]>("DIR") { Description = "Output folders of fnf eval --shard i/n, one per shard (any order)", Arity = ArgumentArity.OneOrMore };
+        var output = new Option<string>("--out") { Description = "Report folder of the merged evaluation", DefaultValueFactory = _ => "runs/eval" };
+        var cmd = new Command("merge", "Combine the output folders of fnf eval --shard i/n into the report an unsharded evaluation writes (same figures exactly)") { dirs, output };
+        cmd.SetAction(CliErrors.Action(pr =>
+        {
+            var outDir = pr.GetValue(output)!;
+            var merged = ShardMerge.Merge(pr.GetValue(dirs)!, outDir);
+            merged.Notes["command"] = "fnf " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1));
+            ReportWriter.Write(merged, outDir);
+            Console.WriteLine(ReportWriter.MarkdownTable(merged));
             Console.WriteLine($"report: {Path.Combine(outDir, "report.html")}");
             return 0;
         }));

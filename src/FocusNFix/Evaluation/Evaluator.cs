@@ -43,10 +43,13 @@ public sealed class EvalSetup
     public Func<Tensor, string, IReadOnlyDictionary<string, double>>? Oracle { get; init; }
     /// <summary>How many (prompt, seed) pairs get a row of pictures in the report.</summary>
     public int PictureRows { get; init; } = 16;
-    public int BatchSize { get; init; } = 32;
+    public const int DefaultBatchSize = 32;
+    public int BatchSize { get; init; } = DefaultBatchSize;
     /// <summary>Training logs (log.jsonl of a run) per method, for the curves.</summary>
     public IReadOnlyDictionary<string, string> TrainingLogs { get; init; } = new Dictionary<string, string>();
     public string Title { get; init; } = "Focus-N-Fix evaluation";
+    /// <summary>The part of prompts x seeds to evaluate (<see cref="EvalShard.Whole"/>: all); a shard also writes shard.json.</summary>
+    public EvalShard Shard { get; init; } = EvalShard.Whole;
 }
 
 /// <summary>
@@ -65,7 +68,9 @@ public static class Evaluator
     {
         var curves = CheckInputs(pipe, s, outDir);
         OutputFolder.Create(outDir, "output folder");
-        var jobs = s.Prompts.SelectMany((p, i) => s.Seeds.Select(seed => (Index: i, Prompt: p, Seed: seed))).ToList();
+        var allJobs = s.Prompts.SelectMany((p, i) => s.Seeds.Select(seed => (Index: i, Prompt: p, Seed: seed))).ToList();
+        var positions = s.Shard.Positions(allJobs.Count, s.BatchSize);
+        var jobs = positions.Select(k => allJobs[k]).ToList();
         var result = new EvaluationResult
         {
             Title = s.Title, BaseModel = pipe.Folder.Path, BaseMethod = BaseMethod, TargetMetric = s.TargetName,
@@ -113,8 +118,15 @@ public static class Evaluator
             // Disposing the LoRA removes its hooks and frees its weights (detaching alone left them to the garbage collector).
             finally { lora?.Dispose(); }
         }
-        WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
+        var offered = WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
             (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora, s.Variants.FirstOrDefault(v => v.Method == method)));
+        if (!s.Shard.IsWhole)
+            new ShardInfo
+            {
+                Index = s.Shard.Index, Count = s.Shard.Count, BatchSize = s.BatchSize, PictureRows = s.PictureRows, TotalJobs = allJobs.Count,
+                Positions = positions,
+                Rows = offered.Select(o => new ShardRow { Position = positions[o.Job], MaskNonEmpty = o.NonEmpty, Row = o.Row }).ToList(),
+            }.Save(outDir);
         result.Curves.AddRange(curves);
         result.ComputeSummaries();
         baseImages?.Dispose(); baseMasks?.Dispose(); baseHeat?.Dispose();
@@ -140,6 +152,8 @@ public static class Evaluator
     static List<TrainingCurve> CheckInputs(TextToImagePipeline pipe, EvalSetup s, string outDir)
     {
         if (s.Prompts.Count == 0) throw new InvalidInputException("no prompts to evaluate: expected at least one");
+        if (!s.Shard.IsWhole && s.Shard.Positions(s.Prompts.Count * s.Seeds.Count, s.BatchSize).Count == 0)
+            throw new InvalidInputException($"--shard {s.Shard}: {s.Prompts.Count * s.Seeds.Count} images are {(s.Prompts.Count * s.Seeds.Count + s.BatchSize - 1) / s.BatchSize} batch(es) of {s.BatchSize}, none for this shard: expected at most that many shards");
         if (s.Seeds.Count == 0) throw new InvalidInputException("no seeds to evaluate: expected at least one per prompt");
         new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale }.Validate();
         var names = new HashSet<string>(StringComparer.Ordinal) { BaseMethod };
@@ -221,37 +235,43 @@ public static class Evaluator
             for (int k = 0; k < jobs.Count; k++)
                 foreach (var (name, value) in oracle(images[k], jobs[k].Prompt))
                     rows[k][name] = value;
-        if (!isBase)
+        // Preservation in the sampling batches too: a shard then computes every figure on exactly the tensors an
+        // unsharded run does (kernels may sum in another order for another batch size).
+        for (int start = 0; !isBase && start < jobs.Count; start += s.BatchSize)
         {
-            var inv = 1 - baseMasks;
-            var psnr = ImageMetrics.Psnr(images, baseImages);
-            var psnrIn = ImageMetrics.Psnr(images, baseImages, baseMasks);
-            var psnrOut = ImageMetrics.Psnr(images, baseImages, inv);
-            var ssim = ImageMetrics.Ssim(images, baseImages);
-            var ssimIn = ImageMetrics.Ssim(images, baseImages, baseMasks);
-            var ssimOut = ImageMetrics.Ssim(images, baseImages, inv);
-            var share = ImageMetrics.ChangedShareInside(images, baseImages, baseMasks);
-            for (int k = 0; k < jobs.Count; k++)
+            int n = Math.Min(s.BatchSize, jobs.Count - start);
+            var (im, bi, bm) = (images.narrow(0, start, n), baseImages.narrow(0, start, n), baseMasks.narrow(0, start, n));
+            var inv = 1 - bm;
+            var psnr = ImageMetrics.Psnr(im, bi);
+            var psnrIn = ImageMetrics.Psnr(im, bi, bm);
+            var psnrOut = ImageMetrics.Psnr(im, bi, inv);
+            var ssim = ImageMetrics.Ssim(im, bi);
+            var ssimIn = ImageMetrics.Ssim(im, bi, bm);
+            var ssimOut = ImageMetrics.Ssim(im, bi, inv);
+            var share = ImageMetrics.ChangedShareInside(im, bi, bm);
+            for (int k = 0; k < n; k++)
             {
-                rows[k][MetricNames.Psnr] = psnr[k];
-                rows[k][MetricNames.PsnrInside] = psnrIn[k];
-                rows[k][MetricNames.PsnrOutside] = psnrOut[k];
-                rows[k][MetricNames.Ssim] = ssim[k];
-                rows[k][MetricNames.SsimInside] = ssimIn[k];
-                rows[k][MetricNames.SsimOutside] = ssimOut[k];
-                rows[k][MetricNames.ChangedShareInside] = share[k];
+                rows[start + k][MetricNames.Psnr] = psnr[k];
+                rows[start + k][MetricNames.PsnrInside] = psnrIn[k];
+                rows[start + k][MetricNames.PsnrOutside] = psnrOut[k];
+                rows[start + k][MetricNames.Ssim] = ssim[k];
+                rows[start + k][MetricNames.SsimInside] = ssimIn[k];
+                rows[start + k][MetricNames.SsimOutside] = ssimOut[k];
+                rows[start + k][MetricNames.ChangedShareInside] = share[k];
             }
         }
         return rows;
     }
 
-    static void WritePictureRows(EvaluationResult r, Tensor baseImages, Tensor heat, Tensor masks,
+    /// <summary>Writes the picture rows' files and adds the rows; returns each with its job and whether its mask is non-empty.</summary>
+    static List<(PictureRow Row, int Job, bool NonEmpty)> WritePictureRows(EvaluationResult r, Tensor baseImages, Tensor heat, Tensor masks,
         List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir, Func<int, string, GenerationInfo> info)
     {
         // Rows with a non-empty mask first: those are the images the fix is about.
         bool[] nonEmpty;
         using (NewDisposeScope()) nonEmpty = Enumerable.Range(0, jobs.Count).Select(k => masks[k].sum().item<float>() > 0).ToArray();
         var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => nonEmpty[k]).ThenBy(k => k).Take(s.PictureRows).ToList();
+        var written = new List<(PictureRow Row, int Job, bool NonEmpty)>();
         foreach (var k in order)
         {
             using var rowScope = NewDisposeScope();
@@ -273,7 +293,9 @@ public static class Evaluator
                 Images.SavePng(diff, Path.Combine(outDir, row.DiffMaps[m]), info(k, m).As("diff").PngText());
             }
             r.Rows.Add(row);
+            written.Add((row, k, nonEmpty[k]));
         }
+        return written;
     }
 
     /// <summary>Reward, constraint and loss against step from a run's log.jsonl.</summary>

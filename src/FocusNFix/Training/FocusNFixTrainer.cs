@@ -1,4 +1,5 @@
 using System.Text.Json;
+using FocusNFix.Distributed;
 using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Pipelines;
@@ -19,6 +20,8 @@ public sealed record TrainStepLog(int Step, double Loss, double Reward, double C
 /// The Focus-N-Fix trainer: LoRA on the frozen base UNet, trained by backprop through the last K sampling steps
 /// (DRaFT-K) to maximise the rewards while the region constraint keeps the image outside the mask as the original
 /// model drew it. The objectives draft (lambda = 0) and global (mask all zeros) run through the same loop.
+/// Data-parallel over a process group (MPI): every member takes an equal share of each batch, the gradients are
+/// averaged in one all-reduce, and the identical update runs everywhere; rank 0 alone owns the run folder.
 /// </summary>
 public sealed class FocusNFixTrainer : IDisposable
 {
@@ -40,6 +43,9 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly List<IReward> _guards = new();
     Dictionary<string, Tensor>? _bestLora;
     int? _bestStep;
+    readonly RunFolder? _run;
+    double _allReduceSeconds, _stepSeconds;
+    int _timedSteps;
 
     public const string FinalPeftName = RunFolderLora.DiffusersName;
     public const string FinalKohyaName = RunFolderLora.KohyaName;
@@ -54,23 +60,35 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <paramref name="resume"/>, a folder that holds a run is refused.</param>
     /// <param name="warn">told about a stale lock taken over (default: a "warning:" line on stderr).</param>
     /// <param name="guardsOverride">the monitor's guards instead of train.monitor.guards (tests, custom scores from code); still owned by the caller.</param>
+    /// <param name="group">the processes training together (<see cref="MpiLaunch.World"/> under mpirun); null: this
+    /// process alone. Every member builds a trainer with the same config; rank 0 opens the run folder.</param>
     public FocusNFixTrainer(TrainingConfig config, bool resume = false, Action<string, int, int>? progress = null,
         IReward? reward = null, IHeatmapSource? heatmapOverride = null, bool overwrite = false, Action<string>? warn = null,
-        IReadOnlyList<IReward>? guardsOverride = null)
+        IReadOnlyList<IReward>? guardsOverride = null, IProcessGroup? group = null)
     {
         Config = config;
         RunDir = config.OutputDir;
+        Group = group ?? SingleProcess.Instance;
         if (resume && overwrite) throw new InvalidInputException($"{RunDir}: --resume and --overwrite exclude each other: continue the run or start it again");
+        if (Group.Size > 1 && (config.Constraint.Budget != null || config.Train.Monitor != null))
+            throw new InvalidInputException($"constraint.budget / train.monitor: not supported with {Group.Size} MPI processes yet (their state lives on one process); train them without mpirun");
+        if (config.Train.BatchSize % Group.Size != 0)
+            throw new InvalidInputException($"train.batch_size = {config.Train.BatchSize}: expected a multiple of the {Group.Size} MPI processes (each takes an equal share of every batch)");
         if (config.Threads > 0) set_num_threads(config.Threads);
+        // Several processes on one machine share its cores: torch's default (all of them) would oversubscribe it.
+        else if (Group.Size > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / Math.Max(1, MpiLaunch.LocalSize())));
         // Unset sampling settings become the model's recommended ones here, so the run folder records what was used.
         (config.Sampling.Steps, config.Sampling.GuidanceScale) = PipelineFolder.Open(config.Model).ResolveSampling(config.Sampling.Steps, config.Sampling.GuidanceScale);
         config.Validate($"training config (sampling resolved with {config.Model})");
-        Run = RunFolder.Open(RunDir, resume ? RunStart.Resume : overwrite ? RunStart.Overwrite : RunStart.Fresh,
-            config.Train.Cache == "disk" ? config.Train.CacheDir : null, warn ?? (m => Console.Error.WriteLine($"warning: {m}")));
+        if (IsLeader)
+            _run = RunFolder.Open(RunDir, resume ? RunStart.Resume : overwrite ? RunStart.Overwrite : RunStart.Fresh,
+                config.Train.Cache == "disk" ? config.Train.CacheDir : null, warn ?? (m => Console.Error.WriteLine($"warning: {m}")));
         // A start that fails before training releases the folder, and a fresh one takes its files with it.
         using var unlessBuilt = new UnlessBuilt(this, abandon: !resume);
-        var latest = resume ? ResumePoint() : null;
-        Run.WriteConfig(config);
+        var latest = resume && IsLeader ? ResumePoint() : null;
+        _run?.WriteConfig(config);
+        // The others touch nothing of the folder (an overwrite deletes its default cache) until rank 0 has taken it.
+        Group.Barrier();
 
         manual_seed(config.Seed);
         _pipe = TextToImagePipeline.Load(config.Model, Placement.ParseDevice(config.Device, "device"), Placement.ParseDType(config.Dtype, "dtype"));
@@ -89,11 +107,11 @@ public sealed class FocusNFixTrainer : IDisposable
         heatmap.To(_pipe.Device);
         var pool = BuildPool(config);
         bool zeroMasks = config.Objective == "global";
-        var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Run.DefaultCacheDir : null;
+        var cacheDir = config.Train.Cache == "disk" ? config.Train.CacheDir ?? Path.Combine(RunDir, RunFolder.DefaultCacheFolder) : null;
         _sampler = new PoolSampler(_pipe, config.Sampling.Steps.Value, config.Sampling.GuidanceScale.Value, config.Sampling.Eta, Window(config.Draft));
         _cache = OriginalCache.Build(_sampler, pool, heatmap, config.Mask, zeroMasks, cacheDir,
-            progress: (d, t) => progress?.Invoke("caching originals", d, t), key: heatmapOverride is null ? CacheKey(config) : null);
-        Run.SaveOriginals(_cache);
+            progress: (d, t) => progress?.Invoke("caching originals", d, t), key: heatmapOverride is null ? CacheKey(config) : null, group: Group);
+        _run?.SaveOriginals(_cache);
         _active = Enumerable.Range(0, _cache.Pool.Count).Where(i => !config.Prompts.OnlyProblematic || _cache.IsProblematic(i)).ToList();
         if (_active.Count == 0) throw new InvalidInputException("prompts.only_problematic is set but no original image of the pool has a non-empty mask");
 
@@ -127,8 +145,28 @@ public sealed class FocusNFixTrainer : IDisposable
             if (_monitor != null)
                 _monitor.LoadState(states.GetValueOrDefault("monitor") ?? throw new InvalidInputException($"{latest.Folder}: the checkpoint has no monitor state, but the config has train.monitor"), latest.Folder);
         }
-        if (resume) Run.TruncateLogs(_startStep);
+        if (resume) _run?.TruncateLogs(_startStep);
+        ShareStartingState();
         unlessBuilt.Built();
+    }
+
+    /// <summary>
+    /// Gives every member rank 0's starting point (step, skipped count, LoRA weights, AdamW moments and step count):
+    /// only rank 0 reads the checkpoint, and from here on every member applies the same updates.
+    /// </summary>
+    void ShareStartingState()
+    {
+        if (Group.Size == 1) return;
+        var optimiserState = Optimizer.StateDict();
+        var counters = new long[] { _startStep, _skipped, Optimizer.StepCount };
+        Group.Broadcast(counters, 0);
+        (_startStep, _skipped) = ((int)counters[0], (int)counters[1]);
+        var moments = optimiserState.Where(kv => kv.Key != "step").OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Value);
+        TensorCollectives.Broadcast(Group, _lora.TrainableParameters().Cast<Tensor>().Concat(moments).ToList(), 0);
+        using var step = tensor(counters[2]);
+        var withStep = new Dictionary<string, Tensor>(optimiserState) { ["step"] = step };
+        Optimizer.LoadStateDict(withStep, "the state rank 0 broadcast");
+        optimiserState["step"].Dispose();
     }
 
     /// <summary>
@@ -157,8 +195,8 @@ public sealed class FocusNFixTrainer : IDisposable
         {
             if (_built) return;
             trainer.DisposeResources();
-            if (abandon) trainer.Run.AbandonStart();
-            else trainer.Run.Dispose();
+            if (abandon) trainer._run?.AbandonStart();
+            else trainer._run?.Dispose();
         }
     }
 
@@ -174,8 +212,15 @@ public sealed class FocusNFixTrainer : IDisposable
     }, TrainingConfig.Json);
 
     public AdamW Optimizer { get; }
-    /// <summary>The run folder: config, logs, originals, checkpoints, final LoRA; locked while the trainer lives.</summary>
-    public RunFolder Run { get; }
+    /// <summary>The run folder: config, logs, originals, checkpoints, final LoRA; locked while the trainer lives. Rank 0's alone.</summary>
+    public RunFolder Run => _run ?? throw new InvalidOperationException($"rank {Group.Rank} of {Group.Size} holds no run folder: rank 0 writes the run");
+    /// <summary>The processes training together (one without MPI).</summary>
+    public IProcessGroup Group { get; }
+    /// <summary>Whether this process writes the run's files (rank 0, or the only process).</summary>
+    public bool IsLeader => Group.Rank == 0;
+    /// <summary>Mean wall time of the steps trained so far in this process and the share of it spent in the gradient all-reduce.</summary>
+    public (double StepSeconds, double AllReduceShare, int Steps) Timing =>
+        (_timedSteps == 0 ? 0 : _stepSeconds / _timedSteps, _stepSeconds > 0 ? _allReduceSeconds / _stepSeconds : 0, _timedSteps);
     public LoraNetwork Lora => _lora;
     public TextToImagePipeline Pipeline => _pipe;
     public OriginalCache Cache => _cache;
@@ -243,7 +288,9 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>
     /// Zeroes the LoRA gradients and accumulates step <paramref name="step"/>'s gradients over its micro-batches
     /// (the optimiser is not touched). A function of the LoRA weights and the step only, so repeating it from the same
-    /// state gives the same gradients bit for bit.
+    /// state gives the same gradients bit for bit. In a group of N processes each takes its 1/N of every micro-batch
+    /// and the gradients and figures are then averaged over the group: the loss is a batch mean, so the average of
+    /// the N equal shares' means is the whole batch's.
     /// </summary>
     public StepGradients ComputeGradients(int step, bool keepImages = false)
     {
@@ -256,7 +303,7 @@ public sealed class FocusNFixTrainer : IDisposable
         for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
         {
             using var scope = NewDisposeScope();
-            var idx = BatchIndices(step, micro);
+            var idx = DataShare.Of(BatchIndices(step, micro), Group.Rank, Group.Size);
             var entries = idx.Select(i => _cache.Pool[i]).ToList();
             var prompts = entries.Select(e => e.Prompt).ToList();
             var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
@@ -275,6 +322,14 @@ public sealed class FocusNFixTrainer : IDisposable
             psnrSum += (psnr.Count > 0 ? psnr.Average() : PreservationBudget.PsnrCeiling) / c.Optimizer.GradAccumulation;
             if (keepImages && micro == 0)
                 lastImages = images.detach().clone().DetachFromDisposeScope();
+        }
+        if (Group.Size > 1)
+        {
+            _allReduceSeconds += TensorCollectives.AverageGradients(Group, Optimizer.Parameters);
+            var figures = new[] { lossSum, rewardSum, constraintSum, inSum, outSum, psnrSum };
+            Group.AllReduceSum(figures);
+            (lossSum, rewardSum, constraintSum, inSum, outSum, psnrSum) = (figures[0] / Group.Size, figures[1] / Group.Size,
+                figures[2] / Group.Size, figures[3] / Group.Size, figures[4] / Group.Size, figures[5] / Group.Size);
         }
         return new StepGradients(lossSum, rewardSum, constraintSum, inSum, outSum, lastImages, psnrSum);
     }
@@ -306,7 +361,9 @@ public sealed class FocusNFixTrainer : IDisposable
         // The dual variable reads what this step's images measured, whether or not its update was applied.
         if (_budget != null && double.IsFinite(g.PsnrOutside)) _budget.Update(g.PsnrOutside);
         var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped, lambda, g.PsnrOutside);
-        Run.AppendLog(entry);
+        _run?.AppendLog(entry);
+        // Test hook: one member of a group killed after a step (the others then wait in the next all-reduce).
+        KillPoint.Reached("rank-step", $"{Group.Rank}:{step}");
         if (tb != null && step % Math.Max(1, c.Train.LogEvery) == 0)
         {
             tb.Scalar("train/loss", g.Loss, step);
@@ -334,11 +391,14 @@ public sealed class FocusNFixTrainer : IDisposable
         for (int step = _startStep; step < end; step++)
         {
             if (_monitor != null && step % c.Train.Monitor!.Every == 0 && MonitorStep(step, tb)) return logs;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var entry = TrainStep(step, tb);
+            _stepSeconds += clock.Elapsed.TotalSeconds;
+            _timedSteps++;
             logs.Add(entry);
             onStep?.Invoke(entry);
             if (c.Train.CheckpointEvery > 0 && (step + 1) % c.Train.CheckpointEvery == 0 && step + 1 < c.Train.Steps)
-                Run.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config, ControlsState());
+                _run?.SaveCheckpoint(step + 1, _lora, Optimizer, _skipped, Config, ControlsState());
         }
         if (end == c.Train.Steps)
         {
@@ -351,10 +411,12 @@ public sealed class FocusNFixTrainer : IDisposable
                         throw new TrainingFailedException($"{RunDir}: LoRA weight '{name}' is not finite at the end of training; no LoRA was written");
             // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it (and
             // then has it already).
-            if (_startStep < c.Train.Steps) Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
-            if (_budget != null) Run.WriteFinalLambda(_budget.Lambda, c.Constraint.Budget!);
-            Run.WriteLora(_lora, Config.Model);
+            if (_startStep < c.Train.Steps) _run?.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
+            if (_budget != null) _run?.WriteFinalLambda(_budget.Lambda, c.Constraint.Budget!);
+            _run?.WriteLora(_lora, Config.Model);
         }
+        // Every member returns once rank 0 has written the run (a rank 0 that failed to write aborts the job instead).
+        Group.Barrier();
         return logs;
     }
 
@@ -434,7 +496,7 @@ public sealed class FocusNFixTrainer : IDisposable
     public void Dispose()
     {
         DisposeResources();
-        Run.Dispose();
+        _run?.Dispose();
     }
 
     // Null-safe: also undoes a constructor that failed half-way.

@@ -1,3 +1,4 @@
+using FocusNFix.Distributed;
 using FocusNFix.IO;
 using FocusNFix.Masks;
 using FocusNFix.Pipelines;
@@ -20,6 +21,8 @@ public sealed record CachedOriginal(Tensor Noise, Tensor Latents, Tensor Image, 
 /// every epoch: in memory, or on disk (one safetensors file per entry) for large pools. A disk cache carries the pool
 /// and a key (what the entries depend on: model, sampling, heatmap, mask...) in manifest.json, written last, so a
 /// run with the same pool and key reuses it (the demo's three methods sample their originals once) and a half-written cache is never reused.
+/// In a process group each member samples its contiguous share of the pool; a memory cache is then completed by
+/// broadcasting every share to every member, a disk cache (on a folder all members see) by the files themselves.
 /// </summary>
 public sealed class OriginalCache : IDisposable
 {
@@ -39,12 +42,17 @@ public sealed class OriginalCache : IDisposable
     /// <param name="zeroMasks">true for the global-constraint baseline (keep the whole image).</param>
     /// <param name="key">what the entries depend on besides the pool (the trainer's: model, sampling, dtype, device,
     /// heatmap, mask, rewards), as text; a disk cache is reused only when key and pool match exactly; null never reuses one.</param>
+    /// <param name="group">the processes sharing the work (null: this one alone); every member calls Build alike.</param>
     public static OriginalCache Build(PoolSampler sampler, IReadOnlyList<PoolEntry> pool,
         IHeatmapSource heatmap, MaskOptions maskOptions, bool zeroMasks, string? folder, int batchSize = 16, Action<int, int>? progress = null,
-        string? key = null)
+        string? key = null, IProcessGroup? group = null)
     {
+        group ??= SingleProcess.Instance;
         var manifest = ManifestText(pool, key);
-        if (folder != null && key != null && IsComplete(folder, pool, manifest))
+        // Rank 0 decides for all, so no member reuses what another is about to rewrite.
+        var reuse = new long[] { group.Rank == 0 && folder != null && key != null && IsComplete(folder, pool, manifest) ? 1 : 0 };
+        group.Broadcast(reuse, 0);
+        if (reuse[0] == 1)
         {
             progress?.Invoke(pool.Count, pool.Count);
             return new OriginalCache(pool, folder, zeroMasks) { Reused = true };
@@ -53,14 +61,15 @@ public sealed class OriginalCache : IDisposable
         if (folder != null)
         {
             Directory.CreateDirectory(folder);
-            File.Delete(Path.Combine(folder, ManifestName));
+            if (group.Rank == 0) File.Delete(Path.Combine(folder, ManifestName));
         }
+        var (shareStart, shareCount) = DataShare.Range(pool.Count, group.Rank, group.Size);
         using var noGrad = no_grad();
-        for (int start = 0; start < pool.Count; start += batchSize)
+        for (int start = shareStart; start < shareStart + shareCount; start += batchSize)
         {
             using var gcPause = TorchGcPause.Begin();
             using var scope = NewDisposeScope();
-            var chunk = Enumerable.Range(start, Math.Min(batchSize, pool.Count - start)).ToList();
+            var chunk = Enumerable.Range(start, Math.Min(batchSize, shareStart + shareCount - start)).ToList();
             var entries = chunk.Select(i => pool[i]).ToList();
             // The training path's own sampling without gradients: I0 is what a zero LoRA reproduces.
             var noise = sampler.Noise(entries);
@@ -76,10 +85,38 @@ public sealed class OriginalCache : IDisposable
                 var entry = new CachedOriginal(noise[k].clone(), latents[k].clone(), images[k].clone(), heat[k].clone(), mask[k].clone());
                 cache.Store(chunk[k], entry);
             }
-            progress?.Invoke(start + chunk.Count, pool.Count);
+            progress?.Invoke(start + chunk.Count - shareStart, shareCount);
         }
-        if (folder != null) AtomicFile.WriteAllText(Path.Combine(folder, ManifestName), manifest);
+        if (group.Size > 1 && folder == null) cache.ShareEntries(group, sampler.Pipeline.Device);
+        // Every member's files are complete before the manifest says so.
+        group.Barrier();
+        if (folder != null && group.Rank == 0) AtomicFile.WriteAllText(Path.Combine(folder, ManifestName), manifest);
         return cache;
+    }
+
+    static Tensor MoveTo(Tensor x, Device device)
+    {
+        var moved = x.to(device).DetachFromDisposeScope();
+        x.Dispose();
+        return moved;
+    }
+
+    /// <summary>Completes a memory cache in a group: each entry goes from the member that sampled it to all others.</summary>
+    void ShareEntries(IProcessGroup group, Device device)
+    {
+        using var gcPause = TorchGcPause.Begin();
+        for (int i = 0; i < Pool.Count; i++)
+        {
+            int owner = DataShare.Owner(i, Pool.Count, group.Size);
+            var mine = owner == group.Rank ? _memory[i] : null;
+            var t = TensorCollectives.Share(group, mine is null ? null : new[] { mine.Noise, mine.Latents, mine.Image, mine.Heatmap, mine.Mask }, owner);
+            if (mine is null)
+            {
+                var on = t.Select(x => Placement.Same(x.device, device) ? x : MoveTo(x, device)).ToArray();
+                _memory[i] = new CachedOriginal(on[0], on[1], on[2], on[3], on[4]);
+            }
+            else foreach (var x in t) x.Dispose();
+        }
     }
 
     static string ManifestText(IReadOnlyList<PoolEntry> pool, string? key) => System.Text.Json.JsonSerializer.Serialize(new
