@@ -1,9 +1,17 @@
 namespace FocusNFix.ShapesWorld;
 
-public enum DefectKind { Hazard, Glitch }
-
-/// <summary>One defect kind's verdict. <see cref="Mask"/> is row-major H x W.</summary>
-public sealed record DefectVerdict(DefectKind Kind, bool Present, int PixelCount, bool[] Mask);
+/// <summary>
+/// One defect kind's verdict. <see cref="Mask"/> is row-major H x W. <see cref="ResidueMask"/> holds the pixels within the
+/// wider residue distance of the kind's colours (a superset of the mask): faint or partly removed defects, or one
+/// colour of two left, show there even when the defect is no longer present.
+/// </summary>
+public sealed record DefectVerdict(DefectKind Kind, bool Present, int PixelCount, bool[] Mask)
+{
+    public bool[] ResidueMask { get; init; } = Mask;
+    public int ResiduePixels { get; init; } = PixelCount;
+    /// <summary>Any residue pixel (present defects included).</summary>
+    public bool HasResidue => ResiduePixels > 0;
+}
 
 /// <summary>
 /// One prompted object's verdict: <see cref="ColourFraction"/> is the measured fraction of its place's own region;
@@ -12,16 +20,35 @@ public sealed record DefectVerdict(DefectKind Kind, bool Present, int PixelCount
 public sealed record ObjectVerdict(PromptObject Object, double ColourFraction, bool ColourPresent, string? DetectedShape)
 {
     public bool? ShapeCorrect => DetectedShape is null ? null : DetectedShape == Object.Shape;
-    /// <summary>Colour present in its place and the shape not found wrong.</summary>
-    public bool Correct => ColourPresent && ShapeCorrect != false;
+    public bool ShapeDecided => DetectedShape is not null;
+    /// <summary>Colour present in its place and the shape decided and right: an undecided shape counts as wrong, so a
+    /// triangle drawn as something no shape fits is never counted correct.</summary>
+    public bool Correct => ColourPresent && ShapeCorrect == true;
+    /// <summary>Colour present and the shape not found wrong (undecided counted as right): the rule before shapes had to be decided.</summary>
+    public bool CorrectUnlessShapeWrong => ColourPresent && ShapeCorrect != false;
+    /// <summary>Where the colour is absent: the other shape colour covering most of the place's own region, when it
+    /// covers at least the minimum place fraction (the object was recoloured); null otherwise.</summary>
+    public string? OtherColour { get; init; }
+    /// <summary>The colour is absent and no other shape colour stands in its place: the object is gone.</summary>
+    public bool Erased => !ColourPresent && OtherColour is null;
+    /// <summary>The colour is absent and another shape colour stands in its place.</summary>
+    public bool Recoloured => !ColourPresent && OtherColour is not null;
 }
 
 public sealed record OracleReport(
     SceneDescription Prompt, DefectVerdict Hazard, DefectVerdict Glitch, IReadOnlyList<ObjectVerdict> Objects,
     double BackgroundFraction, bool BackgroundPresent)
 {
+    /// <summary>Null in a world without rot.</summary>
+    public DefectVerdict? Rot { get; init; }
     public bool AllObjectsCorrect => Objects.All(o => o.Correct);
-    public DefectVerdict this[DefectKind kind] => kind == DefectKind.Hazard ? Hazard : Glitch;
+    public bool AllShapesDecided => Objects.All(o => o.ShapeDecided);
+    public DefectVerdict this[DefectKind kind] => kind switch
+    {
+        DefectKind.Hazard => Hazard,
+        DefectKind.Glitch => Glitch,
+        _ => Rot ?? throw new InvalidInputException("this world defines no rot defect"),
+    };
 }
 
 /// <summary>
@@ -43,13 +70,15 @@ public sealed record OracleReport(
 /// of known pixels that disagree. The best shape is reported when its error is at most <see cref="MaxFitError"/> of the
 /// object pixels and the runner-up's error exceeds it by at least <see cref="MinFitMargin"/> pixels (a square and a
 /// circle of 10 px differ in only a few pixels at the corners once anti-aliased edges are left out).
-/// Undecidable also when the colour is absent or another prompted object of the same colour sits in an overlapping
-/// place.</item>
+/// Undecidable when the colour is absent. An undecided shape counts as wrong in <see cref="ObjectVerdict.Correct"/>.
+/// Like the other unknown pixels, those of another prompted object of the same colour in an overlapping
+/// place; pixels inside the box of another prompted object of the same colour are unknown too, so that object's
+/// pixels are never fitted as this one's.</item>
 /// <item>Background: present when at least <see cref="OracleSpec.MinBackgroundFraction"/> (default 0.25) of all
 /// pixels show its colour.</item>
 /// </list>
 /// </summary>
-public sealed class Oracle
+public sealed partial class Oracle
 {
     public const double FitStep = 0.5, MaxFitError = 0.15;
     public const int MinFitMargin = 3;
@@ -86,6 +115,7 @@ public sealed class Oracle
         var d = PromptGrammar.Parse(prompt, _spec);
         var hazard = Defect(rgb, DefectKind.Hazard);
         var glitch = Defect(rgb, DefectKind.Glitch);
+        var rot = _spec.Rot is null ? null : Defect(rgb, DefectKind.Rot);
 
         var bg = Shows(rgb, _spec.BackgroundColour(d.Background).Rgb);
         var verdicts = new List<ObjectVerdict>();
@@ -100,28 +130,64 @@ public sealed class Oracle
             double fraction = area == 0 ? 0 : (double)count / area;
             bool present = fraction >= _spec.Oracle.MinPlaceFraction;
             string? shape = present ? DetectShape(d, o, place, shows, bg) : null;
-            verdicts.Add(new ObjectVerdict(o, fraction, present, shape));
+            verdicts.Add(new ObjectVerdict(o, fraction, present, shape) { OtherColour = present ? null : OtherColourIn(rgb, own, area, o.Colour) });
         }
 
         double bgFraction = (double)bg.Count(b => b) / bg.Length;
-        return new OracleReport(d, hazard, glitch, verdicts, bgFraction, bgFraction >= _spec.Oracle.MinBackgroundFraction);
+        return new OracleReport(d, hazard, glitch, verdicts, bgFraction, bgFraction >= _spec.Oracle.MinBackgroundFraction) { Rot = rot };
+    }
+
+    string? OtherColourIn(byte[] rgb, bool[] own, int area, string except)
+    {
+        string? best = null;
+        double bestFraction = 0;
+        foreach (var c in _spec.ShapePalette)
+        {
+            if (c.Name == except || area == 0) continue;
+            var shows = Shows(rgb, c.Rgb);
+            int count = 0;
+            for (int p = 0; p < shows.Length; p++) if (shows[p] && own[p]) count++;
+            double fraction = (double)count / area;
+            if (fraction >= _spec.Oracle.MinPlaceFraction && fraction > bestFraction) { best = c.Name; bestFraction = fraction; }
+        }
+        return best;
     }
 
     /// <summary>The mask and verdict of one defect kind on a byte image.</summary>
     public DefectVerdict Defect(byte[] rgb, DefectKind kind)
     {
         WorldImage.CheckLength(rgb.Length, _spec.ImageSize, _spec.ImageSize, $"image for the {_spec.ImageSize}x{_spec.ImageSize} world");
-        var colours = kind == DefectKind.Hazard ? _spec.HazardColours : _spec.GlitchColours;
-        var near0 = Shows(rgb, colours[0].Rgb, _spec.Oracle.ReservedDistance);
-        var near1 = Shows(rgb, colours[1].Rgb, _spec.Oracle.ReservedDistance);
-        var mask = new bool[near0.Length];
-        int count = 0;
-        for (int p = 0; p < mask.Length; p++) if (mask[p] = near0[p] || near1[p]) count++;
-        bool present = count >= _spec.Oracle.MinDefectPixels && near0.Any(b => b) && near1.Any(b => b);
-        return new DefectVerdict(kind, present, count, mask);
+        var colours = _spec.Colours(kind);
+        var near = colours.Select(c => Shows(rgb, c.Rgb, _spec.Oracle.ReservedDistance)).ToArray();
+        var faint = colours.Select(c => Shows(rgb, c.Rgb, _spec.Oracle.ResidueDistance)).ToArray();
+        var mask = new bool[near[0].Length];
+        var residue = new bool[mask.Length];
+        int count = 0, residueCount = 0;
+        for (int p = 0; p < mask.Length; p++)
+        {
+            if (mask[p] = near.Any(m => m[p])) count++;
+            if (residue[p] = faint.Any(m => m[p])) residueCount++;
+        }
+        bool present = count >= _spec.Oracle.MinDefectPixels && near.All(m => m.Any(b => b));
+        return new DefectVerdict(kind, present, count, mask) { ResidueMask = residue, ResiduePixels = residueCount };
     }
 
-    bool[] Shows(byte[] rgb, Rgb colour, double? distance = null)
+    /// <summary>
+    /// The share of <paramref name="referenceMask"/>'s pixels (e.g. a defect's mask on the original image) that are residue
+    /// of <paramref name="kind"/> on <paramref name="rgb"/>: 0 when the region is clean, 1 when all of it still comes within
+    /// the residue distance of the kind's colours; NaN for an empty mask.
+    /// </summary>
+    public double ResidueShare(byte[] rgb, DefectKind kind, bool[] referenceMask)
+    {
+        var residue = Defect(rgb, kind).ResidueMask;
+        if (referenceMask.Length != residue.Length) throw new InvalidInputException($"reference mask of {referenceMask.Length} pixels: expected {residue.Length}");
+        int total = 0, left = 0;
+        for (int p = 0; p < residue.Length; p++)
+            if (referenceMask[p]) { total++; if (residue[p]) left++; }
+        return total == 0 ? double.NaN : (double)left / total;
+    }
+
+    internal bool[] Shows(byte[] rgb, Rgb colour, double? distance = null)
     {
         double limit = distance ?? _spec.Oracle.ColourDistance, limit2 = limit * limit;
         var m = new bool[rgb.Length / 3];
@@ -137,7 +203,8 @@ public sealed class Oracle
     string? DetectShape(SceneDescription d, PromptObject o, PlaceSpec place, bool[] shows, bool[] background)
     {
         int size = _spec.ImageSize;
-        if (d.Objects.Any(other => other != o && other.Colour == o.Colour && _spec.Place(other.Place).Overlaps(place))) return null;
+        var twins = d.Objects.Where(other => other != o && other.Colour == o.Colour).Select(other => _spec.Place(other.Place))
+            .Where(q => q.Overlaps(place)).ToList();
         var px = new List<double>();
         var py = new List<double>();
         var inside = new List<bool>();
@@ -145,6 +212,7 @@ public sealed class Oracle
             for (int x = place.X0; x < place.X1; x++)
             {
                 int p = y * size + x;
+                if (twins.Any(q => q.Contains(x, y))) continue;
                 if (shows[p] || background[p]) { px.Add(x + 0.5); py.Add(y + 0.5); inside.Add(shows[p]); }
             }
         int objectPixels = inside.Count(b => b);
