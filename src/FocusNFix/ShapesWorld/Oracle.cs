@@ -1,9 +1,9 @@
 namespace FocusNFix.ShapesWorld;
 
 /// <summary>
-/// One defect kind's verdict. <see cref="Mask"/> is row-major H x W. <see cref="ResidueMask"/> holds the pixels within the
-/// wider residue distance of the kind's colours (a superset of the mask): faint or partly removed defects, or one
-/// colour of two left, show there even when the defect is no longer present.
+/// One defect kind's verdict. <see cref="Mask"/> is row-major H x W. <see cref="ResidueMask"/> holds the mask and the
+/// pixels within the wider residue distance of the kind's colours that show no palette colour: faint or partly removed
+/// defects, or one colour of two left, show there even when the defect is no longer present.
 /// </summary>
 public sealed record DefectVerdict(DefectKind Kind, bool Present, int PixelCount, bool[] Mask)
 {
@@ -161,13 +161,16 @@ public sealed partial class Oracle
         var colours = _spec.Colours(kind);
         var near = colours.Select(c => Shows(rgb, c.Rgb, _spec.Oracle.ReservedDistance)).ToArray();
         var faint = colours.Select(c => Shows(rgb, c.Rgb, _spec.Oracle.ResidueDistance)).ToArray();
+        // A generated palette colour drawn a little off can come within the residue distance (green lies 117 from
+        // lime): a pixel that still shows a palette colour is that colour, not residue.
+        var palette = _spec.BackgroundPalette.Concat(_spec.ShapePalette).Select(c => Shows(rgb, c.Rgb)).ToArray();
         var mask = new bool[near[0].Length];
         var residue = new bool[mask.Length];
         int count = 0, residueCount = 0;
         for (int p = 0; p < mask.Length; p++)
         {
             if (mask[p] = near.Any(m => m[p])) count++;
-            if (residue[p] = faint.Any(m => m[p])) residueCount++;
+            if (residue[p] = mask[p] || (faint.Any(m => m[p]) && !palette.Any(m => m[p]))) residueCount++;
         }
         bool present = count >= _spec.Oracle.MinDefectPixels && near.All(m => m.Any(b => b));
         return new DefectVerdict(kind, present, count, mask) { ResidueMask = residue, ResiduePixels = residueCount };

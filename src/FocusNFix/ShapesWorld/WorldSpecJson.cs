@@ -102,7 +102,7 @@ public sealed partial class WorldSpec
                 ["rules"] = new JsonObject
                 {
                     ["defect"] = "mask: pixels within reserved_distance of any colour of the kind; present: >= min_defect_pixels mask pixels with at least one near each colour",
-                    ["residue"] = "residue pixels: within residue_distance of any colour of the kind (a faint, partly removed or one-colour defect); an image has residue when it has one; against a reference mask, residue share = residue pixels of the mask / mask pixels",
+                    ["residue"] = "residue pixels: the mask, and pixels within residue_distance of any colour of the kind that are not within colour_distance of a palette colour (a faint, partly removed or one-colour defect); an image has residue when it has one; against a reference mask, residue share = residue pixels of the mask / mask pixels",
                     ["rot_fix"] = RotFixVerdict.Rule,
                     ["object_correct"] = "colour in place and shape decided and right; an undecided shape counts as wrong",
                     ["colour_in_place"] = "pixels within colour_distance of the object colour in the place's own region (its box minus the other places' boxes), divided by that region's area, >= min_place_fraction",

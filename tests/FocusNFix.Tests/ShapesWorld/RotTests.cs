@@ -131,12 +131,13 @@ public class RotTests
     [Fact]
     public void FaintOrHalfRemovedRotIsResidueNotPresence()
     {
-        var r = RotScenes(200).First();
+        // On a red, blue, orange or purple object (a blend of lime and green 88 from lime still shows green).
+        var r = RotScenes(200).First(x => x.Scene.Objects[x.Scene.Rot!.ObjectIndex].Colour != "green");
         var mask = r.RotMask;
         var lime = W.Spec.Colours(DefectKind.Rot)[0].Rgb;
         var colour = W.Spec.ShapeColour(r.Scene.Objects[r.Scene.Rot!.ObjectIndex].Colour).Rgb;
         // Each rot pixel moved from lime towards the object's colour until 88 away from lime: outside the mask distance
-        // (80), inside the residue distance (95).
+        // (80), inside the residue distance (95), far from every palette colour.
         double t = 88 / lime.DistanceTo(colour);
         var faint = new Rgb((byte)Math.Round(lime.R + t * (colour.R - lime.R)), (byte)Math.Round(lime.G + t * (colour.G - lime.G)), (byte)Math.Round(lime.B + t * (colour.B - lime.B)));
         var image = Paint(r, mask, faint);
@@ -146,6 +147,12 @@ public class RotTests
         Assert.Equal(mask.Count(b => b), verdict.ResiduePixels);
         Assert.True(verdict.HasResidue);
         Assert.Equal(1.0, W.Oracle.ResidueShare(image, DefectKind.Rot, mask));
+        // A palette colour drawn slightly off towards lime is not residue: green moved 25 towards lime is 92 from it.
+        var green = W.Spec.ShapeColour("green").Rgb;
+        double u = 25 / lime.DistanceTo(green);
+        var offGreen = new Rgb((byte)Math.Round(green.R + u * (lime.R - green.R)), (byte)Math.Round(green.G + u * (lime.G - green.G)), (byte)Math.Round(green.B + u * (lime.B - green.B)));
+        Assert.InRange(offGreen.DistanceTo(lime), W.Spec.Oracle.ReservedDistance, W.Spec.Oracle.ResidueDistance);
+        Assert.False(W.Oracle.Defect(Paint(r, mask, offGreen), DefectKind.Rot).HasResidue);
         var v = W.Oracle.JudgeRotFix(image, r.Prompt, mask, r.Scene.Rot!.ObjectIndex);
         Assert.Equal(1.0, v.ResidueShare);
         Assert.NotEqual(RotOutcome.Fixed, v.Outcome);
