@@ -128,7 +128,7 @@ public static class WorldCommand
         var steps = CommonOptions.SamplingSteps();
         var guidance = CommonOptions.Guidance();
         var threads = CommonOptions.Threads();
-        var cmd = new Command("eval", "Sample prompts x seeds and print the oracle's figures (colour-in-place accuracy, hazard and glitch rates)")
+        var cmd = new Command("eval", "Sample prompts x seeds and print the oracle's figures (colour in place, shape decided, objects correct, erased or recoloured; defect rates and residue per kind)")
         {
             world, model, lora, loraScale, split, seeds, steps, guidance, threads,
         };

@@ -8,7 +8,8 @@ public static class WorldModelsCommand
 {
     public static Command TrainReward()
     {
-        var defect = new Option<string>("--defect") { Description = "hazard or glitch", Required = true };
+        var defect = new Option<string>("--defect") { Description = "hazard, glitch or rot (rot needs a world that defines it)", Required = true };
+        var world = new Option<string?>("--world") { Description = $"world.json (default: {WorldFolder.Bundled}/world.json if present, else the built-in default world)" };
         var baseModel = new Option<string>("--base") { Description = "Base pipeline whose samples (labelled by the oracle) join the rendered training data", DefaultValueFactory = _ => Path.Combine(WorldFolder.Bundled, "base") };
         var output = new Option<string?>("--out") { Description = $"Output folder (default: {WorldFolder.DefaultOut}/reward-<defect>)" };
         var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 800 };
@@ -19,14 +20,14 @@ public static class WorldModelsCommand
         var threads = CommonOptions.Threads(defaultThreads: 1);
         var cmd = new Command("train-reward", "Train a region reward model (per-pixel defect heatmap + image reward) on rendered scenes and oracle-labelled base-model samples")
         {
-            defect, baseModel, output, steps, samples, seed, logdir, overwrite, threads,
+            defect, world, baseModel, output, steps, samples, seed, logdir, overwrite, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             var options = new RewardModelTrainingRun.Options
             {
-                Defect = pr.GetValue(defect)!, BaseModel = pr.GetValue(baseModel)!, OutDir = pr.GetValue(output), Steps = pr.GetValue(steps),
+                Defect = pr.GetValue(defect)!, WorldPath = pr.GetValue(world), BaseModel = pr.GetValue(baseModel)!, OutDir = pr.GetValue(output), Steps = pr.GetValue(steps),
                 BaseSampleSeeds = pr.GetValue(samples), Seed = pr.GetValue(seed), LogDir = pr.GetValue(logdir), Overwrite = pr.GetValue(overwrite),
                 CommandLine = WorldCommand.CommandLine(),
             };

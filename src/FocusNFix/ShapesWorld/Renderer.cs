@@ -3,8 +3,8 @@ namespace FocusNFix.ShapesWorld;
 /// <summary>
 /// Draws a <see cref="Scene"/>: a flat background, the objects anti-aliased by point supersampling (each pixel is
 /// the mean of its samples' colours, rounded to bytes with integer arithmetic, so every object pixel is a blend of
-/// palette colours), then the defects stamped without anti-aliasing in pure reserved colours: hazard checkers first,
-/// the glitch patch last. The returned masks are exactly the stamped pixels.
+/// palette colours), then the defects stamped without anti-aliasing in pure reserved colours: rot, hazard checkers,
+/// the glitch patch last (the sampler keeps rot off the other two, so all masks are disjoint). The returned masks are exactly the stamped pixels.
 /// </summary>
 public sealed class Renderer
 {
@@ -38,6 +38,17 @@ public sealed class Renderer
 
         var hazardMask = new bool[size * size];
         var glitchMask = new bool[size * size];
+        var rotMask = new bool[size * size];
+        if (scene.Rot is { } rot)
+        {
+            var colours = _spec.Colours(DefectKind.Rot);
+            foreach (int p in rot.Pixels)
+            {
+                var c = colours[(p % size + p / size) % colours.Count].Rgb;
+                rgb[3 * p] = c.R; rgb[3 * p + 1] = c.G; rgb[3 * p + 2] = c.B;
+                rotMask[p] = true;
+            }
+        }
         foreach (var h in scene.Hazards)
             for (int dy = 0; dy < h.SidePx; dy++)
                 for (int dx = 0; dx < h.SidePx; dx++)
@@ -52,7 +63,7 @@ public sealed class Renderer
                     int stripe = gl.Width >= gl.Height ? dx : dy;
                     Stamp(rgb, hazardMask, glitchMask, size, gl.X + dx, gl.Y + dy, _spec.GlitchColours[stripe % 2].Rgb, hazard: false);
                 }
-        return new RenderedScene(scene, size, size, rgb, hazardMask, glitchMask);
+        return new RenderedScene(scene, size, size, rgb, hazardMask, glitchMask, rotMask);
     }
 
     static void Stamp(byte[] rgb, bool[] hazardMask, bool[] glitchMask, int size, int x, int y, Rgb c, bool hazard)

@@ -83,6 +83,13 @@ public sealed record HazardStamp(int ObjectIndex, int X, int Y, int CellPx, int 
 /// </summary>
 public sealed record GlitchStamp(int ObjectIndex, int X, int Y, int Width, int Height);
 
+/// <summary>
+/// Rot eating into object <see cref="ObjectIndex"/>: the blob's pixels (index y * size + x), all fully covered by that
+/// object, none under a hazard or glitch stamp. <see cref="AreaFraction"/> is their count over the object's area (its
+/// pixels covered by at least half their samples).
+/// </summary>
+public sealed record RotStamp(int ObjectIndex, IReadOnlyList<int> Pixels, double AreaFraction);
+
 /// <summary>A fully determined scene: what the renderer draws, defects included.</summary>
 public sealed class Scene
 {
@@ -92,15 +99,25 @@ public sealed class Scene
     public IReadOnlyList<SceneObject> Objects { get; }
     public IReadOnlyList<HazardStamp> Hazards { get; }
     public GlitchStamp? Glitch { get; }
+    public RotStamp? Rot { get; }
 
-    public Scene(long seed, string background, IEnumerable<SceneObject> objects, IEnumerable<HazardStamp> hazards, GlitchStamp? glitch)
+    public Scene(long seed, string background, IEnumerable<SceneObject> objects, IEnumerable<HazardStamp> hazards, GlitchStamp? glitch, RotStamp? rot = null)
     {
         Seed = seed;
         Background = background;
         Objects = objects.ToArray();
         Hazards = hazards.ToArray();
         Glitch = glitch;
+        Rot = rot;
     }
+
+    /// <summary>The defect kinds the scene carries.</summary>
+    public IReadOnlyList<DefectKind> Defects =>
+        new[] { (Hazards.Count > 0, DefectKind.Hazard), (Glitch != null, DefectKind.Glitch), (Rot != null, DefectKind.Rot) }.Where(x => x.Item1).Select(x => x.Item2).ToArray();
+
+    /// <summary>The same scene with the listed defects left out (same objects, same other stamps).</summary>
+    public Scene Without(params DefectKind[] kinds) => new(Seed, Background, Objects,
+        kinds.Contains(DefectKind.Hazard) ? [] : Hazards, kinds.Contains(DefectKind.Glitch) ? null : Glitch, kinds.Contains(DefectKind.Rot) ? null : Rot) { Raster = Raster };
 
     public SceneDescription Description => new(Background, Objects.Select(o => o.Describe()));
 
@@ -111,7 +128,7 @@ public sealed class Scene
 
 /// <summary>
 /// A rendered scene. <see cref="Rgb"/> is row-major H x W x 3 bytes (HWC); masks are row-major H x W
-/// (index y * Width + x) and are disjoint: a glitch never covers a hazard.
+/// (index y * Width + x) and are disjoint: a glitch never covers a hazard, rot never covers either.
 /// </summary>
 public sealed class RenderedScene
 {
@@ -121,15 +138,21 @@ public sealed class RenderedScene
     public byte[] Rgb { get; }
     public bool[] HazardMask { get; }
     public bool[] GlitchMask { get; }
+    public bool[] RotMask { get; }
 
-    public RenderedScene(Scene scene, int width, int height, byte[] rgb, bool[] hazardMask, bool[] glitchMask)
+    public RenderedScene(Scene scene, int width, int height, byte[] rgb, bool[] hazardMask, bool[] glitchMask, bool[]? rotMask = null)
     {
         Scene = scene; Width = width; Height = height; Rgb = rgb; HazardMask = hazardMask; GlitchMask = glitchMask;
+        RotMask = rotMask ?? new bool[width * height];
     }
 
     public string Prompt => Scene.Prompt;
     public bool HasHazard => HazardMask.Any(b => b);
     public bool HasGlitch => GlitchMask.Any(b => b);
+    public bool HasRot => RotMask.Any(b => b);
+
+    public bool[] Mask(DefectKind kind) => kind switch { DefectKind.Hazard => HazardMask, DefectKind.Glitch => GlitchMask, _ => RotMask };
+    public bool Has(DefectKind kind) => Mask(kind).Any(b => b);
 
     /// <summary>The image as float [3, H, W] (CHW) in [0, 1]: byte / 255.</summary>
     public float[] ToFloatChw() => WorldImage.ToFloatChw(Rgb, Width, Height);

@@ -6,12 +6,16 @@ namespace FocusNFix.ShapesWorld;
 /// size and position jitter, then the defects at the world's rates:
 /// each object carries a hazard checker with its shape's rate, stamped on a block the object fully and visibly
 /// covers, as close to its centroid as possible; each image carries a glitch patch with the glitch rate, centred on a
-/// visible edge pixel of a random object and never touching a hazard. A defect that finds no room is left out (the
-/// scene records only defects that are drawn).
+/// visible edge pixel of a random object and never touching a hazard; each image carries rot with the rot rate, on an
+/// object without a hazard (<see cref="RotGrower"/>). A defect that finds no room is left out (the scene records only
+/// defects that are drawn).
 /// </summary>
 public sealed class SceneSampler
 {
     const ulong SceneSalt = 0x5CE7_E5A3_0000_0001UL, PromptSalt = 0x5CE7_E5A3_0000_0002UL;
+    // Rot draws from streams of their own, so adding rot to a world leaves every other draw, and so every scene's
+    // objects, hazards and glitch, as they were.
+    const ulong SceneRotSalt = 0x5CE7_E5A3_0000_0003UL, PromptRotSalt = 0x5CE7_E5A3_0000_0004UL;
     readonly WorldSpec _spec;
 
     public SceneSampler(WorldSpec spec) { _spec = spec; }
@@ -23,7 +27,7 @@ public sealed class SceneSampler
     {
         var rng = new SplitMix64(seed, SceneSalt);
         var d = SampleDescription(rng, split);
-        return Realize(d, rng, seed);
+        return Realize(d, rng, new SplitMix64(seed, SceneRotSalt), seed);
     }
 
     /// <summary>A scene for a given prompt: geometry and defects drawn from the seed.</summary>
@@ -33,7 +37,7 @@ public sealed class SceneSampler
     public Scene Realize(SceneDescription d, long seed)
     {
         PromptGrammar.Parse(PromptGrammar.Format(d), _spec);
-        return Realize(d, new SplitMix64(seed, PromptSalt), seed);
+        return Realize(d, new SplitMix64(seed, PromptSalt), new SplitMix64(seed, PromptRotSalt), seed);
     }
 
     public SceneDescription SampleDescription(SplitMix64 rng, Split? split = null)
@@ -60,7 +64,7 @@ public sealed class SceneSampler
         throw new InvalidInputException($"this world yields no {PromptSplits.Name(split!.Value)} prompts (check its held-out triples)");
     }
 
-    Scene Realize(SceneDescription d, SplitMix64 rng, long seed)
+    Scene Realize(SceneDescription d, SplitMix64 rng, SplitMix64 rotRng, long seed)
     {
         int size = _spec.ImageSize, n = _spec.SamplesPerAxis;
         var objects = d.Objects.Select(o =>
@@ -80,7 +84,8 @@ public sealed class SceneSampler
         for (int k = 0; k < objects.Length; k++)
             if (wantHazard[k] && PlaceHazard(objects[k], k, coverage[k], rng) is { } h) hazards.Add(h);
         var glitch = wantGlitch ? PlaceGlitch(objects, coverage, hazards, rng) : null;
-        return new Scene(seed, d.Background, objects, hazards, glitch) { Raster = (size, n, owners) };
+        var rot = _spec.Rot is { } rotSpec && rotRng.NextBool(rotSpec.Rate) ? RotGrower.Place(_spec, rotSpec, coverage, hazards, glitch, rotRng) : null;
+        return new Scene(seed, d.Background, objects, hazards, glitch, rot) { Raster = (size, n, owners) };
     }
 
     HazardStamp? PlaceHazard(SceneObject o, int k, int[] coverage, SplitMix64 rng)

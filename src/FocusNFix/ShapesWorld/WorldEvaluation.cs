@@ -9,29 +9,48 @@ public sealed record WorldImageVerdict(int PromptIndex, long Seed, string Prompt
     public bool PromptHasTriangle => Report.Prompt.Objects.Any(o => o.Shape == "triangle");
 }
 
-/// <summary>Oracle figures over many generated images (the acceptance figures for the base model).</summary>
+/// <summary>
+/// Oracle figures over many generated images. Object figures are per prompted object; an object is correct when its
+/// colour is in place and its shape decided and right (undecided counts as wrong); the older rule, which let an
+/// undecided shape pass, is kept beside it for comparison. Residue rates are shares of images with any pixel within the
+/// residue distance of a kind's colours (present defects included). Rot figures are NaN in a world without rot.
+/// </summary>
 public sealed record WorldEvalFigures(
     int Images, int Objects,
-    double ColourInPlaceAccuracy, double ShapeAccuracyWhereDecided, double ObjectAccuracy, double AllObjectsCorrectRate,
-    double HazardRate, double HazardRateTrianglePrompts, int TrianglePromptImages, double HazardRateOtherPrompts, double GlitchRate)
+    double ColourInPlaceAccuracy, double ShapeDecidedRate, double ShapeAccuracyWhereDecided, double ObjectAccuracy,
+    double AllShapesDecidedRate, double AllObjectsCorrectRate, double AllObjectsCorrectUnlessShapeWrongRate,
+    double ObjectErasedRate, double ObjectRecolouredRate,
+    double HazardRate, double HazardRateTrianglePrompts, int TrianglePromptImages, double HazardRateOtherPrompts, double GlitchRate,
+    double RotRate, double HazardResidueRate, double GlitchResidueRate, double RotResidueRate)
 {
     public static WorldEvalFigures From(IReadOnlyList<WorldImageVerdict> verdicts)
     {
         var objects = verdicts.SelectMany(v => v.Report.Objects).ToList();
-        var decided = objects.Where(o => o.ShapeCorrect.HasValue).ToList();
+        var decided = objects.Where(o => o.ShapeDecided).ToList();
         var tri = verdicts.Where(v => v.PromptHasTriangle).ToList();
         var other = verdicts.Where(v => !v.PromptHasTriangle).ToList();
+        var all = verdicts.ToList();
+        bool hasRot = verdicts.Count > 0 && verdicts.All(v => v.Report.Rot is not null);
         static double Rate<T>(IReadOnlyCollection<T> xs, Func<T, bool> f) => xs.Count == 0 ? double.NaN : xs.Count(f) / (double)xs.Count;
         return new WorldEvalFigures(
             verdicts.Count, objects.Count,
             Rate(objects, o => o.ColourPresent),
+            Rate(objects, o => o.ShapeDecided),
             Rate(decided, o => o.ShapeCorrect == true),
             Rate(objects, o => o.Correct),
-            Rate(verdicts.ToList(), v => v.Report.AllObjectsCorrect),
-            Rate(verdicts.ToList(), v => v.Report.Hazard.Present),
+            Rate(all, v => v.Report.AllShapesDecided),
+            Rate(all, v => v.Report.AllObjectsCorrect),
+            Rate(all, v => v.Report.Objects.All(o => o.CorrectUnlessShapeWrong)),
+            Rate(objects, o => o.Erased),
+            Rate(objects, o => o.Recoloured),
+            Rate(all, v => v.Report.Hazard.Present),
             Rate(tri, v => v.Report.Hazard.Present), tri.Count,
             Rate(other, v => v.Report.Hazard.Present),
-            Rate(verdicts.ToList(), v => v.Report.Glitch.Present));
+            Rate(all, v => v.Report.Glitch.Present),
+            hasRot ? Rate(all, v => v.Report.Rot!.Present) : double.NaN,
+            Rate(all, v => v.Report.Hazard.HasResidue),
+            Rate(all, v => v.Report.Glitch.HasResidue),
+            hasRot ? Rate(all, v => v.Report.Rot!.HasResidue) : double.NaN);
     }
 
     public IEnumerable<(string Name, string Value)> Rows()
@@ -39,13 +58,22 @@ public sealed record WorldEvalFigures(
         static string P(double v) => double.IsNaN(v) ? "n/a" : $"{100 * v:F1}%";
         yield return ("images", Images.ToString());
         yield return ("colour-in-place accuracy (per object)", P(ColourInPlaceAccuracy));
+        yield return ("shape decided (per object)", P(ShapeDecidedRate));
         yield return ("shape accuracy (objects whose shape the oracle decides)", P(ShapeAccuracyWhereDecided));
-        yield return ("object accuracy (colour and shape)", P(ObjectAccuracy));
-        yield return ("images with every object correct", P(AllObjectsCorrectRate));
+        yield return ("object accuracy (colour, and shape decided and right)", P(ObjectAccuracy));
+        yield return ("images with every shape decided", P(AllShapesDecidedRate));
+        yield return ("images with every object correct (undecided shape = wrong)", P(AllObjectsCorrectRate));
+        yield return ("images with every object correct (undecided shape passes; the old rule)", P(AllObjectsCorrectUnlessShapeWrongRate));
+        yield return ("objects erased (colour absent, no other colour in its place)", P(ObjectErasedRate));
+        yield return ("objects recoloured (another shape colour in its place)", P(ObjectRecolouredRate));
         yield return ("hazard rate (all images)", P(HazardRate));
         yield return ($"hazard rate, prompts with a triangle ({TrianglePromptImages} images)", P(HazardRateTrianglePrompts));
         yield return ("hazard rate, other prompts", P(HazardRateOtherPrompts));
         yield return ("glitch rate", P(GlitchRate));
+        yield return ("rot rate", P(RotRate));
+        yield return ("hazard residue (images with a pixel within the residue distance)", P(HazardResidueRate));
+        yield return ("glitch residue", P(GlitchResidueRate));
+        yield return ("rot residue", P(RotResidueRate));
     }
 
     public string ToMarkdown() => "| figure | value |\n|---|---|\n" + string.Concat(Rows().Select(r => $"| {r.Name} | {r.Value} |\n"));

@@ -85,6 +85,21 @@ public static class WorldImage
                 torch.tensor(glitch, new long[] { b, 1, h, w }, ScalarType.Float32));
     }
 
+    /// <summary>One defect kind's masks of a batch, [B, 1, H, W] of 0 and 1 (float32 on the CPU).</summary>
+    public static Tensor Masks(IReadOnlyList<RenderedScene> scenes, DefectKind kind)
+    {
+        if (scenes.Count == 0) throw new InvalidInputException("an empty batch of rendered scenes");
+        int w = scenes[0].Width, h = scenes[0].Height, hw = w * h;
+        if (scenes.Any(s => s.Width != w || s.Height != h)) throw new InvalidInputException("rendered scenes of different sizes in one batch");
+        var masks = new float[scenes.Count * hw];
+        for (int i = 0; i < scenes.Count; i++)
+        {
+            var m = scenes[i].Mask(kind);
+            for (int p = 0; p < hw; p++) masks[i * hw + p] = m[p] ? 1f : 0f;
+        }
+        return torch.tensor(masks, new long[] { scenes.Count, 1, h, w }, ScalarType.Float32);
+    }
+
     internal static void CheckLength(int length, int width, int height, string what)
     {
         if (length != 3 * width * height)

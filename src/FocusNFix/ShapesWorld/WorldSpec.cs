@@ -21,9 +21,14 @@ public sealed record PlaceSpec(string Name, double CenterX, double CenterY, int 
 /// cover at least this fraction of the place's own region (its box minus the other places' boxes).</param>
 /// <param name="MinBackgroundFraction">The background colour is present when at least this fraction of all
 /// pixels shows it.</param>
-public sealed record OracleSpec(double ReservedDistance, int MinDefectPixels, double ColourDistance, double MinPlaceFraction, double MinBackgroundFraction)
+/// <param name="ResidueDistance">A wider distance than <paramref name="ReservedDistance"/>: a pixel within it of one of a
+/// kind's colours is residue of that kind (a faint or half-removed defect, or one colour of two left). Every blend of
+/// palette colours lies farther (checked by <see cref="WorldSpec.Validate"/>), so a rendered clean image has none.</param>
+public sealed record OracleSpec(double ReservedDistance, int MinDefectPixels, double ColourDistance, double MinPlaceFraction, double MinBackgroundFraction,
+    double ResidueDistance = OracleSpec.DefaultResidueDistance)
 {
-    public static OracleSpec Default => new(80, 4, 45, 0.04, 0.25);
+    public const double DefaultResidueDistance = 95;
+    public static OracleSpec Default => new(80, 4, 45, 0.04, 0.25, DefaultResidueDistance);
 }
 
 /// <summary>
@@ -49,7 +54,9 @@ public sealed record SplitSpec(
 public sealed partial class WorldSpec : IEquatable<WorldSpec>
 {
     public const string FormatName = "focusnfix-shapesworld";
-    public const int FormatVersion = 1;
+    /// <summary>Version 2 added rot, defect captions and the oracle's residue distance; version 1 files still load
+    /// (as a world without rot, without defect captions, residue distance <see cref="OracleSpec.DefaultResidueDistance"/>).</summary>
+    public const int FormatVersion = 2;
     /// <summary>Shapes the renderer can draw.</summary>
     public static readonly IReadOnlyList<string> KnownShapes = ["circle", "square", "triangle"];
 
@@ -79,10 +86,25 @@ public sealed partial class WorldSpec : IEquatable<WorldSpec>
     public required double GlitchRate { get; init; }
     public required int GlitchLongPx { get; init; }
     public required int GlitchShortPx { get; init; }
+    /// <summary>The large-area rot defect; null in a world without it (a version 1 world.json).</summary>
+    public RotSpec? Rot { get; init; }
+    /// <summary>Captions that name defects in part of the base model's training data, and the phrases they use.</summary>
+    public DefectCaptionSpec Captions { get; init; } = DefectCaptionSpec.None;
     public required OracleSpec Oracle { get; init; }
     public required SplitSpec Splits { get; init; }
 
-    public IEnumerable<NamedColour> ReservedColours => HazardColours.Concat(GlitchColours);
+    public IEnumerable<NamedColour> ReservedColours => DefectKinds.SelectMany(Colours);
+
+    /// <summary>The defect kinds this world defines: hazard and glitch always, rot when <see cref="Rot"/> is set.</summary>
+    public IReadOnlyList<DefectKind> DefectKinds => Rot is null ? [DefectKind.Hazard, DefectKind.Glitch] : [DefectKind.Hazard, DefectKind.Glitch, DefectKind.Rot];
+
+    /// <summary>A kind's reserved colours; an error naming the kind when the world does not define it.</summary>
+    public IReadOnlyList<NamedColour> Colours(DefectKind kind) => kind switch
+    {
+        DefectKind.Hazard => HazardColours,
+        DefectKind.Glitch => GlitchColours,
+        _ => Rot?.Colours ?? throw new InvalidInputException("this world defines no rot defect (a version 1 world.json); write a current one with fnf world spec"),
+    };
 
     public NamedColour ShapeColour(string name) => ShapePalette.FirstOrDefault(c => c.Name == name)
         ?? throw new InvalidInputException($"unknown shape colour '{name}'; expected one of {string.Join(", ", ShapePalette.Select(c => c.Name))}");
@@ -105,7 +127,9 @@ public sealed partial class WorldSpec : IEquatable<WorldSpec>
     /// The default world at <paramref name="size"/> x <paramref name="size"/>. Geometry is defined at 32 px and scaled:
     /// shapes 10..12 px, corner places centred at 7/32 and 25/32 of the side, the centre place at 1/2, a 4 px hazard
     /// checker (2 x 2 cells of 2 px), a 5 x 3 px glitch. Splits hold out 6 validation and 6 test triples and draw
-    /// 256 train, 64 validation and 128 test prompts from <paramref name="splitSeed"/>.
+    /// 256 train, 64 validation and 128 test prompts from <paramref name="splitSeed"/>. Rot (<see cref="RotSpec.Default"/>) and
+    /// defect captions (<see cref="DefectCaptionSpec.Default"/>) are on; rot draws come from their own random stream, so
+    /// every scene's objects, hazards and glitch are those of the world without rot.
     /// The palette came from a search: shape colours lie at least 140 apart and from the backgrounds, every blend of a
     /// shape colour with a background lies at least 70 from every other shape colour, and every blend of palette
     /// colours lies at least 100 from every reserved colour.
@@ -148,6 +172,8 @@ public sealed partial class WorldSpec : IEquatable<WorldSpec>
             GlitchRate = 0.25,
             GlitchLongPx = Math.Max(2, (int)Math.Round(5 * scale, MidpointRounding.AwayFromZero)),
             GlitchShortPx = Math.Max(1, (int)Math.Round(3 * scale, MidpointRounding.AwayFromZero)),
+            Rot = RotSpec.Default,
+            Captions = DefectCaptionSpec.Default,
             Oracle = OracleSpec.Default,
             Splits = new SplitSpec([], [], [], [], []),
         };
@@ -164,7 +190,17 @@ public sealed partial class WorldSpec : IEquatable<WorldSpec>
         GlitchColours = GlitchColours, Shapes = Shapes, Places = Places, ShapeSizeMin = ShapeSizeMin, ShapeSizeMax = ShapeSizeMax,
         CenterJitter = CenterJitter, MinObjects = MinObjects, MaxObjects = MaxObjects, SamplesPerAxis = SamplesPerAxis,
         HazardRateByShape = HazardRateByShape, HazardCellPx = HazardCellPx, HazardCells = HazardCells, GlitchRate = GlitchRate,
-        GlitchLongPx = GlitchLongPx, GlitchShortPx = GlitchShortPx, Oracle = Oracle, Splits = splits,
+        GlitchLongPx = GlitchLongPx, GlitchShortPx = GlitchShortPx, Rot = Rot, Captions = Captions, Oracle = Oracle, Splits = splits,
+    };
+
+    /// <summary>A copy with another rot definition (null: none) and other defect captions.</summary>
+    public WorldSpec With(RotSpec? rot, DefectCaptionSpec captions) => new()
+    {
+        ImageSize = ImageSize, BackgroundPalette = BackgroundPalette, ShapePalette = ShapePalette, HazardColours = HazardColours,
+        GlitchColours = GlitchColours, Shapes = Shapes, Places = Places, ShapeSizeMin = ShapeSizeMin, ShapeSizeMax = ShapeSizeMax,
+        CenterJitter = CenterJitter, MinObjects = MinObjects, MaxObjects = MaxObjects, SamplesPerAxis = SamplesPerAxis,
+        HazardRateByShape = HazardRateByShape, HazardCellPx = HazardCellPx, HazardCells = HazardCells, GlitchRate = GlitchRate,
+        GlitchLongPx = GlitchLongPx, GlitchShortPx = GlitchShortPx, Rot = rot, Captions = captions, Oracle = Oracle, Splits = Splits,
     };
 
     public bool Equals(WorldSpec? other) => other is not null && ToJson() == other.ToJson();

@@ -19,6 +19,7 @@ public sealed partial class WorldSpec
         if (BackgroundPalette.Count == 0 || ShapePalette.Count == 0) Fail("palettes must not be empty");
         if (HazardColours.Count != 2) Fail($"hazard needs exactly 2 colours, got {HazardColours.Count}");
         if (GlitchColours.Count != 2) Fail($"glitch needs exactly 2 colours, got {GlitchColours.Count}");
+        if (Rot is { Colours.Count: < 1 }) Fail("rot needs at least 1 colour");
 
         var allColours = BackgroundPalette.Concat(ShapePalette).Concat(ReservedColours).ToList();
         foreach (var c in allColours)
@@ -35,6 +36,19 @@ public sealed partial class WorldSpec
             if (!(rate >= 0 && rate <= 1)) Fail($"hazard rate {rate} for '{shape}': expected 0..1");
         }
         if (!(GlitchRate >= 0 && GlitchRate <= 1)) Fail($"glitch rate {GlitchRate}: expected 0..1");
+        if (Rot is { } rot)
+        {
+            if (rot.Colours.Count < 1) Fail("rot needs at least 1 colour");
+            if (!(rot.Rate >= 0 && rot.Rate <= 1)) Fail($"rot rate {rot.Rate}: expected 0..1");
+            if (!(rot.MinAreaFraction > 0 && rot.MinAreaFraction <= rot.MaxAreaFraction && rot.MaxAreaFraction <= 1))
+                Fail($"rot area_fraction [{rot.MinAreaFraction}, {rot.MaxAreaFraction}]: expected 0 < min <= max <= 1");
+        }
+        if (!(Captions.ShareOfDefectiveScenes >= 0 && Captions.ShareOfDefectiveScenes < 1))
+            Fail($"defect_captions.share_of_defective_scenes {Captions.ShareOfDefectiveScenes}: expected 0 <= share < 1 (1 would leave no plain prompt with the defect)");
+        foreach (var kind in DefectKinds)
+            if (!Captions.Phrases.TryGetValue(kind, out var phrase) || !Regex.IsMatch(phrase, "^[a-z]+( [a-z]+)*$"))
+                Fail($"defect_captions.phrases.{DefectKindNames.Name(kind)}: expected lower-case words separated by single spaces");
+        if (Captions.Phrases.Values.Distinct().Count() != Captions.Phrases.Count) Fail("defect_captions.phrases: a phrase is used for two kinds");
 
         if (!(ShapeSizeMin > 0 && ShapeSizeMin <= ShapeSizeMax)) Fail($"shape size range {ShapeSizeMin}..{ShapeSizeMax}");
         if (!(CenterJitter >= 0)) Fail($"center jitter {CenterJitter}");
@@ -69,11 +83,18 @@ public sealed partial class WorldSpec
         foreach (var c in palette)
             foreach (var r in reserved)
                 if (c.Rgb.DistanceTo(r.Rgb) < 100) Fail($"palette colour {c.Name} {c.Rgb} lies within 100 of reserved colour {r.Name} {r.Rgb}");
+        if (!(o.ResidueDistance >= o.ReservedDistance)) Fail($"oracle residue_distance {o.ResidueDistance}: expected >= reserved_distance ({o.ReservedDistance})");
         foreach (var r in reserved)
         {
-            if (!HullFartherThan(palette.Select(c => c.Rgb).ToList(), r.Rgb, o.ReservedDistance + 1))
-                Fail($"a blend of palette colours comes within {o.ReservedDistance + 1} of reserved colour {r.Name} {r.Rgb}");
+            if (!HullFartherThan(palette.Select(c => c.Rgb).ToList(), r.Rgb, o.ResidueDistance + 1))
+                Fail($"a blend of palette colours comes within residue_distance + 1 = {o.ResidueDistance + 1} of reserved colour {r.Name} {r.Rgb}");
         }
+        // Residue is attributed to a kind by distance, so no pixel may be residue of two kinds.
+        foreach (var (ka, kb) in Pairs(DefectKinds))
+            foreach (var a in Colours(ka))
+                foreach (var b in Colours(kb))
+                    if (a.Rgb.DistanceTo(b.Rgb) <= 2 * o.ResidueDistance)
+                        Fail($"reserved colours {a.Name} and {b.Name} of different kinds are closer than 2 x residue_distance ({2 * o.ResidueDistance})");
         foreach (var (a, b) in Pairs(palette))
             if (a.Rgb.DistanceTo(b.Rgb) <= 2 * o.ColourDistance)
                 Fail($"palette colours {a.Name} {a.Rgb} and {b.Name} {b.Rgb} are closer than 2 x colour_distance ({2 * o.ColourDistance})");

@@ -36,7 +36,7 @@ public sealed partial class WorldSpec
             ["image_layout"] = "bytes: row-major H x W x 3 RGB; floats: [3, H, W] in [0, 1] = byte / 255; masks: row-major H x W; boxes: [x0, y0, x1, y1) in pixels, ends exclusive; pixel (x, y) covers [x, x+1) x [y, y+1)",
             ["background_palette"] = Palette(BackgroundPalette),
             ["shape_palette"] = Palette(ShapePalette),
-            ["reserved_colours"] = new JsonObject { ["hazard"] = Palette(HazardColours), ["glitch"] = Palette(GlitchColours) },
+            ["reserved_colours"] = ReservedJson(),
             ["shapes"] = Strings(Shapes),
             ["shape_geometry"] = new JsonObject
             {
@@ -61,7 +61,7 @@ public sealed partial class WorldSpec
                 ["background"] = PromptGrammar.BackgroundTemplate,
                 ["order"] = "objects in the order of places above (also painting order); at most one object per place",
             },
-            ["defects"] = new JsonObject
+            ["defects"] = DefectsJson(new JsonObject
             {
                 ["hazard"] = new JsonObject
                 {
@@ -79,6 +79,16 @@ public sealed partial class WorldSpec
                     ["long_px"] = GlitchLongPx,
                     ["short_px"] = GlitchShortPx,
                 },
+            }),
+            ["defect_captions"] = new JsonObject
+            {
+                ["form"] = DefectCaptionSpec.Form,
+                ["phrase_joiner"] = DefectCaptionSpec.PhraseJoiner,
+                ["share_of_defective_scenes"] = Captions.ShareOfDefectiveScenes,
+                ["rule"] = "base-model training data: per defect kind, a scene is captioned with its phrase with probability q = s p / (1 - s + s p) " +
+                           "(s the share, p the kind's chance on that prompt: hazard 1 - prod(1 - rate of each object's shape), glitch and rot their rates), " +
+                           "and a named scene is redrawn until it carries every kind it names; plain prompts keep the world's rates",
+                ["phrases"] = Obj(Captions.Phrases.OrderBy(kv => kv.Key).Select(kv => (DefectKindNames.Name(kv.Key), (JsonNode?)JsonValue.Create(kv.Value)))),
             },
             ["oracle"] = new JsonObject
             {
@@ -87,12 +97,16 @@ public sealed partial class WorldSpec
                 ["colour_distance"] = Oracle.ColourDistance,
                 ["min_place_fraction"] = Oracle.MinPlaceFraction,
                 ["min_background_fraction"] = Oracle.MinBackgroundFraction,
+                ["residue_distance"] = Oracle.ResidueDistance,
                 ["distance"] = "Euclidean in 0..255 RGB",
                 ["rules"] = new JsonObject
                 {
-                    ["defect"] = "mask: pixels within reserved_distance of either colour of the kind; present: >= min_defect_pixels mask pixels with at least one near each colour",
+                    ["defect"] = "mask: pixels within reserved_distance of any colour of the kind; present: >= min_defect_pixels mask pixels with at least one near each colour",
+                    ["residue"] = "residue pixels: the mask, and pixels within residue_distance of any colour of the kind that are not within colour_distance of a palette colour (a faint, partly removed or one-colour defect); an image has residue when it has one; against a reference mask, residue share = residue pixels of the mask / mask pixels",
+                    ["rot_fix"] = RotFixVerdict.Rule,
+                    ["object_correct"] = "colour in place and shape decided and right; an undecided shape counts as wrong",
                     ["colour_in_place"] = "pixels within colour_distance of the object colour in the place's own region (its box minus the other places' boxes), divided by that region's area, >= min_place_fraction",
-                    ["shape"] = $"pixels of the place box showing the colour (object) or the background colour (background), others unknown; each shape fitted over sizes size_min-1..size_max+1 and centres within center +- (center_jitter+1) in steps of {(global::FocusNFix.ShapesWorld.Oracle.FitStep)} px, a pixel inside when its centre is; error = disagreeing known pixels; decided when best error <= {(global::FocusNFix.ShapesWorld.Oracle.MaxFitError)} x object pixels and runner-up error >= best + {(global::FocusNFix.ShapesWorld.Oracle.MinFitMargin)}; undecided if another prompted object of the same colour is in an overlapping place",
+                    ["shape"] = $"pixels of the place box showing the colour (object) or the background colour (background); a blend within colour_distance of the segment background-to-colour at share a of the colour is object when a >= {(0.5 + global::FocusNFix.ShapesWorld.Oracle.EdgeDeadZone)}, background when a <= {(0.5 - global::FocusNFix.ShapesWorld.Oracle.EdgeDeadZone)}; others unknown; each shape fitted over sizes size_min-1..size_max+1 and centres within center +- (center_jitter+1) in steps of {(global::FocusNFix.ShapesWorld.Oracle.FitStep)} px, a pixel inside when its centre is; error = disagreeing known pixels; decided when best error <= {(global::FocusNFix.ShapesWorld.Oracle.MaxFitError)} x object pixels and runner-up error >= best + {(global::FocusNFix.ShapesWorld.Oracle.MinFitMargin)}; pixels in the box of another prompted object of the same colour are unknown too",
                     ["background"] = "fraction of all pixels within colour_distance of the background colour >= min_background_fraction",
                 },
             },
@@ -115,6 +129,27 @@ public sealed partial class WorldSpec
         return json + "\n";
     }
 
+    JsonObject ReservedJson()
+    {
+        static JsonObject Palette(IEnumerable<NamedColour> cs) => Obj(cs.Select(c => (c.Name, (JsonNode?)new JsonArray(c.Rgb.R, c.Rgb.G, c.Rgb.B))));
+        var o = new JsonObject { ["hazard"] = Palette(HazardColours), ["glitch"] = Palette(GlitchColours) };
+        if (Rot is { } rot) o["rot"] = Palette(rot.Colours);
+        return o;
+    }
+
+    JsonObject DefectsJson(JsonObject defects)
+    {
+        if (Rot is { } rot)
+            defects["rot"] = new JsonObject
+            {
+                ["pattern"] = RotSpec.Pattern,
+                ["colours"] = new JsonArray(rot.Colours.Select(c => (JsonNode?)JsonValue.Create(c.Name)).ToArray()),
+                ["rate"] = rot.Rate,
+                ["area_fraction"] = new JsonArray(rot.MinAreaFraction, rot.MaxAreaFraction),
+            };
+        return defects;
+    }
+
     static JsonObject Obj(IEnumerable<(string Key, JsonNode? Value)> entries)
     {
         var o = new JsonObject();
@@ -130,7 +165,7 @@ public sealed partial class WorldSpec
         var r = new Reader(source);
         if (r.String(root, "format") != FormatName) throw new InvalidInputException($"{source}: 'format' is not \"{FormatName}\"");
         int version = r.Int(root, "version");
-        if (version != FormatVersion) throw new InvalidInputException($"{source}: version {version} is not supported (expected {FormatVersion})");
+        if (version != 1 && version != FormatVersion) throw new InvalidInputException($"{source}: version {version} is not supported (expected 1 or {FormatVersion})");
         var geometry = r.Object(root, "shape_geometry");
         var reserved = r.Object(root, "reserved_colours");
         var defects = r.Object(root, "defects");
@@ -143,6 +178,28 @@ public sealed partial class WorldSpec
         var glitchColours = r.Palette(r.Object(reserved, "glitch", "reserved_colours."), "reserved_colours.glitch");
         CheckColourOrder(r, hazard, hazardColours, "defects.hazard");
         CheckColourOrder(r, glitch, glitchColours, "defects.glitch");
+        RotSpec? rot = null;
+        var captions = DefectCaptionSpec.None;
+        double residue = OracleSpec.DefaultResidueDistance;
+        if (version >= 2)
+        {
+            if (defects["rot"] is not null)
+            {
+                var rotJson = r.Object(defects, "rot", "defects.");
+                var rotColours = r.Palette(r.Object(reserved, "rot", "reserved_colours."), "reserved_colours.rot");
+                CheckColourOrder(r, rotJson, rotColours, "defects.rot");
+                var fraction = r.Doubles(rotJson, "area_fraction", "defects.rot.");
+                if (fraction.Length != 2) throw r.Error("defects.rot.area_fraction", "[min, max]");
+                rot = new RotSpec(rotColours, r.Double(rotJson, "rate", "defects.rot."), fraction[0], fraction[1]);
+            }
+            else if (reserved["rot"] is not null) throw r.Error("defects.rot", "a rot definition, since reserved_colours.rot is given");
+            var cap = r.Object(root, "defect_captions");
+            var phrases = r.Object(cap, "phrases", "defect_captions.").ToDictionary(
+                kv => DefectKindNames.Parse(kv.Key, $"{source}: 'defect_captions.phrases.{kv.Key}'"),
+                kv => r.StringValue(kv.Value, $"defect_captions.phrases.{kv.Key}"));
+            captions = new DefectCaptionSpec(r.Double(cap, "share_of_defective_scenes", "defect_captions."), phrases);
+            residue = r.Double(oracle, "residue_distance", "oracle.");
+        }
         var spec = new WorldSpec
         {
             ImageSize = r.Int(root, "image_size"),
@@ -174,7 +231,9 @@ public sealed partial class WorldSpec
             GlitchShortPx = r.Int(glitch, "short_px", "defects.glitch."),
             Oracle = new OracleSpec(r.Double(oracle, "reserved_distance", "oracle."), r.Int(oracle, "min_defect_pixels", "oracle."),
                 r.Double(oracle, "colour_distance", "oracle."), r.Double(oracle, "min_place_fraction", "oracle."),
-                r.Double(oracle, "min_background_fraction", "oracle.")),
+                r.Double(oracle, "min_background_fraction", "oracle."), residue),
+            Rot = rot,
+            Captions = captions,
             Splits = new SplitSpec(r.Triples(splits, "val_triples"), r.Triples(splits, "test_triples"),
                 r.Strings(splits, "train_prompts", "splits."), r.Strings(splits, "val_prompts", "splits."), r.Strings(splits, "test_prompts", "splits.")),
         };

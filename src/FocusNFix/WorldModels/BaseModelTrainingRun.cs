@@ -69,12 +69,14 @@ public static class BaseModelTrainingRun
         }
         long unetParams = unet.parameters().Sum(p => p.numel()), textParams = text.parameters().Sum(p => p.numel());
         using var log = new TensorBoardLog(o.LogDir);
+        // With the world's defect captions off (share 0) each example is exactly w.Generate(seed, Split.Train) with its prompt.
+        var captioned = new CaptionedSceneSampler(w);
         (Tensor, IReadOnlyList<string>) Batch(int step)
         {
-            var scenes = Enumerable.Range(0, po.BatchSize).Select(k => w.Generate(po.Seed * 1_000_003 + (long)step * po.BatchSize + k, Split.Train)).ToList();
-            var (images, hz, gl) = WorldImage.ToBatch(scenes);
+            var examples = Enumerable.Range(0, po.BatchSize).Select(k => captioned.Draw(po.Seed * 1_000_003 + (long)step * po.BatchSize + k, Split.Train)).ToList();
+            var (images, hz, gl) = WorldImage.ToBatch(examples.Select(e => e.Scene).ToList());
             hz.Dispose(); gl.Dispose();
-            return (images, scenes.Select(s => s.Prompt).ToList());
+            return (images, examples.Select(e => e.Caption).ToList());
         }
         var phase = $"training the base model (UNet {unetParams:N0} + text encoder {textParams:N0} parameters)";
         var result = DiffusionPretrainer.Train(unet, text, tok, schedule.AlphasCumprod, Batch, po, (d, t, loss) => progress?.Invoke(phase, d, t, $"loss {loss:F4}"), log);

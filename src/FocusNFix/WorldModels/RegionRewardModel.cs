@@ -35,18 +35,19 @@ public sealed record RegionRewardConfig(DefectKind Defect, IReadOnlyList<int> Ch
     public const string LogClean = "log_clean";
 
     /// <summary>The default for a world: 3 layers of 32 channels; the reward divisor is the defect stamp's area in that world.</summary>
+    /// <remarks>For rot, the "stamp" is the mean rot blob (<see cref="RotSpec.ExpectedPixels"/>, rounded).</remarks>
     public static RegionRewardConfig For(WorldSpec spec, DefectKind defect) => new(defect, [32, 32, 32], 3,
-        defect == DefectKind.Hazard ? spec.HazardCellPx * spec.HazardCells * spec.HazardCellPx * spec.HazardCells : spec.GlitchLongPx * spec.GlitchShortPx,
+        defect switch
+        {
+            DefectKind.Hazard => spec.HazardCellPx * spec.HazardCells * spec.HazardCellPx * spec.HazardCells,
+            DefectKind.Glitch => spec.GlitchLongPx * spec.GlitchShortPx,
+            _ => Math.Round((spec.Rot ?? throw new InvalidInputException("this world defines no rot defect (a version 1 world.json)")).ExpectedPixels(spec)),
+        },
         spec.Oracle.MinDefectPixels, LogClean);
 
-    public static string DefectName(DefectKind kind) => kind == DefectKind.Hazard ? "hazard" : "glitch";
+    public static string DefectName(DefectKind kind) => DefectKindNames.Name(kind);
 
-    public static DefectKind ParseDefect(string name, string source) => name.Trim().ToLowerInvariant() switch
-    {
-        "hazard" => DefectKind.Hazard,
-        "glitch" => DefectKind.Glitch,
-        _ => throw new InvalidInputException($"{source}: defect '{name}': expected hazard or glitch"),
-    };
+    public static DefectKind ParseDefect(string name, string source) => DefectKindNames.Parse(name, source);
 
     internal void Validate(string source)
     {

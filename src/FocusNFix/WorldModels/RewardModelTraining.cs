@@ -19,7 +19,7 @@ public static class RewardModelTraining
 {
     const ulong TrainSalt = 0x4EA4_D000_0000_0001UL, EvalSalt = 0x4EA4_D000_0000_0002UL;
 
-    /// <param name="Defect">"hazard" or "glitch".</param>
+    /// <param name="Defect">"hazard", "glitch" or "rot".</param>
     /// <param name="Steps">Optimiser steps.</param>
     /// <param name="BatchSize">Images per step (rendered plus extra).</param>
     /// <param name="LearningRate">AdamW peak rate; a cosine schedule takes it to a tenth by the last step.</param>
@@ -76,13 +76,13 @@ public static class RewardModelTraining
             var parts = new List<(Tensor Images, Tensor Masks)>();
             if (nRendered > 0)
             {
-                var (images, hazard, glitch) = RenderScenes(world, seeds, nRendered, o.Split);
+                var (images, masks) = RenderScenes(world, seeds, nRendered, o.Split, kind);
                 if (o.Augment)
                 {
                     images = WorldAugmentation.Apply(images, gen);
                     parts.Add((images, WorldAugmentation.OracleMasks(world.Spec, kind, images)));
                 }
-                else parts.Add((images, kind == DefectKind.Hazard ? hazard : glitch));
+                else parts.Add((images, masks));
             }
             if (nExtra > 0)
             {
@@ -141,6 +141,16 @@ public static class RewardModelTraining
         return WorldImage.ToBatch(scenes);
     }
 
+    /// <summary>Like the other overload, with the masks of one defect kind.</summary>
+    internal static (Tensor Images, Tensor Masks) RenderScenes(ShapesWorldBenchmark world, SplitMix64 seeds, int count, Split? split, DefectKind kind)
+    {
+        var scenes = new RenderedScene[count];
+        for (int i = 0; i < count; i++) scenes[i] = world.Generate((long)(seeds.NextUInt64() >> 1), split);
+        var (images, hazard, glitch) = WorldImage.ToBatch(scenes);
+        hazard.Dispose(); glitch.Dispose();
+        return (images, WorldImage.Masks(scenes, kind));
+    }
+
     /// <summary>
     /// Held-out evaluation data: <paramref name="count"/> scenes of a split (test by default) from an evaluation seed
     /// stream disjoint from training's; optionally augmented like training data. Returns the images and, per defect
@@ -154,6 +164,17 @@ public static class RewardModelTraining
         var aug = WorldAugmentation.Apply(images, gen);
         images.Dispose(); hazard.Dispose(); glitch.Dispose();
         return (aug, WorldAugmentation.OracleMasks(world.Spec, DefectKind.Hazard, aug), WorldAugmentation.OracleMasks(world.Spec, DefectKind.Glitch, aug));
+    }
+
+    /// <summary><see cref="HeldOutScenes(ShapesWorldBenchmark, int, Split, bool, long)"/> with the oracle's masks of one defect kind.</summary>
+    public static (Tensor Images, Tensor Masks) HeldOutScenes(ShapesWorldBenchmark world, int count, DefectKind kind, Split split = Split.Test, bool augment = false, long seed = 0)
+    {
+        var (images, masks) = RenderScenes(world, new SplitMix64(seed, EvalSalt), count, split, kind);
+        if (!augment) return (images, masks);
+        using var gen = new Generator((ulong)seed + 1);
+        var aug = WorldAugmentation.Apply(images, gen);
+        images.Dispose(); masks.Dispose();
+        return (aug, WorldAugmentation.OracleMasks(world.Spec, kind, aug));
     }
 
     /// <summary>
@@ -221,8 +242,7 @@ public static class RewardModelTraining
     {
         using var gc = BlockingGc.Enter();
         using var scope = NewDisposeScope();
-        var (images, hazard, glitch) = HeldOutScenes(world, count, split, augment, seed);
-        var masks = m.Config.Defect == DefectKind.Hazard ? hazard : glitch;
+        var (images, masks) = HeldOutScenes(world, count, m.Config.Defect, split, augment, seed);
         return Evaluate(m, images, masks, WorldAugmentation.OraclePresent(world.Spec, m.Config.Defect, images));
     }
 }
@@ -278,26 +298,29 @@ public static class WorldAugmentation
     /// </summary>
     public static Tensor OracleMasks(WorldSpec spec, DefectKind kind, Tensor images)
     {
-        var (near0, near1) = Near(spec, kind, images);
-        using (near0) using (near1) return (near0 | near1).to(float32);
+        using var scope = NewDisposeScope();
+        var near = Near(spec, kind, images);
+        return near.Aggregate((a, b) => a | b).to(float32).MoveToOuterDisposeScope();
     }
 
     /// <summary>The oracle's presence verdict per image [B] (bool): enough mask pixels and at least one near each colour.</summary>
     public static Tensor OraclePresent(WorldSpec spec, DefectKind kind, Tensor images)
     {
         using var scope = NewDisposeScope();
-        var (near0, near1) = Near(spec, kind, images);
+        var near = Near(spec, kind, images);
         var dims = new long[] { 1, 2, 3 };
-        var count = (near0 | near1).sum(dims);
-        return (ScalarOps.Ge(count, spec.Oracle.MinDefectPixels) & near0.flatten(1).any(1) & near1.flatten(1).any(1)).MoveToOuterDisposeScope();
+        var any = near.Aggregate((a, b) => a | b);
+        var present = ScalarOps.Ge(any.sum(dims), spec.Oracle.MinDefectPixels);
+        foreach (var n in near) present = present & n.flatten(1).any(1);
+        return present.MoveToOuterDisposeScope();
     }
 
-    static (Tensor, Tensor) Near(WorldSpec spec, DefectKind kind, Tensor images)
+    /// <summary>Per colour of the kind, the pixels within the reserved distance of it, [B,1,H,W] bool.</summary>
+    static Tensor[] Near(WorldSpec spec, DefectKind kind, Tensor images)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var bytes = (ScalarOps.Clamp01(images.detach().to(float32).nan_to_num(0)) * 255).round();
-        var colours = kind == DefectKind.Hazard ? spec.HazardColours : spec.GlitchColours;
         double limit2 = spec.Oracle.ReservedDistance * spec.Oracle.ReservedDistance;
         Tensor NearTo(Rgb c)
         {
@@ -305,7 +328,7 @@ public static class WorldAugmentation
             var d = bytes - col;
             return ScalarOps.Le((d * d).sum(1, keepdim: true), limit2);
         }
-        return (NearTo(colours[0].Rgb).MoveToOuterDisposeScope(), NearTo(colours[1].Rgb).MoveToOuterDisposeScope());
+        return spec.Colours(kind).Select(c => NearTo(c.Rgb).MoveToOuterDisposeScope()).ToArray();
     }
 }
 

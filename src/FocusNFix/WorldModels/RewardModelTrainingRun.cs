@@ -15,7 +15,7 @@ public static class RewardModelTrainingRun
 {
     public sealed record Options
     {
-        /// <summary>hazard or glitch.</summary>
+        /// <summary>hazard, glitch or rot.</summary>
         public required string Defect { get; init; }
         /// <summary>Base pipeline whose samples, labelled by the oracle, join the rendered training data.</summary>
         public string BaseModel { get; init; } = Path.Combine(WorldFolder.Bundled, "base");
@@ -53,6 +53,10 @@ public static class RewardModelTrainingRun
         var outDir = o.ResolvedOutDir;
         OutputPaths.RefuseExisting(Files(outDir), o.Overwrite);
         var w = WorldFolder.LoadWorld(o.WorldPath);
+        if (!w.Spec.DefectKinds.Contains(kind))
+            throw new InvalidInputException($"--defect {o.Defect}: the world ({o.WorldPath ?? "default"}) defines no {o.Defect} defect; write a current world with fnf world spec and pass --world");
+        if (kind == DefectKind.Rot && w.Spec.Rot!.Rate <= 0)
+            throw new InvalidInputException($"--defect rot: the world's rot rate is 0 (defects.rot.rate), so its scenes carry no rot to learn from; pass --world with a world whose rot rate is above 0");
         using var pipe = TextToImagePipeline.Load(o.BaseModel);
         Action<int, int> Report(string phase) => (d, t) => progress?.Invoke(phase, d, t, null);
 

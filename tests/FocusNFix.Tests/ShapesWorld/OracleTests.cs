@@ -29,26 +29,62 @@ public class OracleTests
     [Fact]
     public void JudgesRenderedScenesCorrectly()
     {
-        int decided = 0, objects = 0;
+        int decided = 0, objects = 0, cleanDecided = 0, cleanObjects = 0, cleanAllCorrect = 0;
         for (int seed = 0; seed < 300; seed++)
         {
             var r = W.Generate(seed);
             var rep = W.Judge(r.Rgb, r.Prompt);
             Assert.Equal(r.HazardMask, rep.Hazard.Mask);
             Assert.Equal(r.GlitchMask, rep.Glitch.Mask);
+            Assert.Equal(r.RotMask, rep.Rot!.Mask);
             Assert.True(rep.BackgroundPresent, $"seed {seed}: background");
             Assert.Equal(r.Scene.Objects.Count, rep.Objects.Count);
             foreach (var v in rep.Objects)
             {
                 objects++;
                 Assert.True(v.ColourPresent, $"seed {seed}: {v.Object} not found ({v.ColourFraction:F3})");
+                Assert.False(v.Erased || v.Recoloured);
                 if (v.DetectedShape is null) continue;
                 decided++;
                 Assert.True(v.ShapeCorrect, $"seed {seed}: {v.Object} seen as {v.DetectedShape}");
             }
-            Assert.True(rep.AllObjectsCorrect);
+            // Without defects every shape must be decided, also for objects of one colour in overlapping places.
+            var clean = W.Renderer.Render(r.Scene.Without(DefectKind.Hazard, DefectKind.Glitch, DefectKind.Rot));
+            var cleanReport = W.Judge(clean.Rgb, clean.Prompt);
+            foreach (var v in cleanReport.Objects)
+            {
+                cleanObjects++;
+                if (v.ShapeDecided) cleanDecided++;
+                Assert.NotEqual(false, v.ShapeCorrect);
+            }
+            if (cleanReport.AllObjectsCorrect) cleanAllCorrect++;
         }
-        Assert.True(decided > 0.75 * objects, $"shape decided for only {decided} of {objects} objects");
+        Assert.True(cleanDecided >= 0.99 * cleanObjects, $"shape decided for only {cleanDecided} of {cleanObjects} objects on clean renders");
+        Assert.True(cleanAllCorrect >= 0.98 * 300, $"every object correct on only {cleanAllCorrect} of 300 clean renders");
+        // A hazard or rot hides part of an object, so a few shapes stay undecided (and count as wrong).
+        Assert.True(decided >= 0.97 * objects, $"shape decided for only {decided} of {objects} objects");
+    }
+
+    [Fact]
+    public void ObjectsOfOneColourInOverlappingPlacesAreDecidedToo()
+    {
+        int pairs = 0;
+        foreach (var shapeA in W.Spec.Shapes)
+            foreach (var shapeB in W.Spec.Shapes)
+                for (int seed = 0; seed < 4; seed++)
+                {
+                    var d = new SceneDescription("gray", [new PromptObject("red", shapeA, "top left"), new PromptObject("red", shapeB, "center")]);
+                    var s = W.Sampler.Realize(d, seed).Without(DefectKind.Hazard, DefectKind.Glitch, DefectKind.Rot);
+                    var r = W.Renderer.Render(s);
+                    var rep = W.Judge(r.Rgb, r.Prompt);
+                    Assert.All(rep.Objects, v => Assert.True(v.ShapeCorrect == true, $"{v.Object} seen as {v.DetectedShape ?? "undecided"} (seed {seed})"));
+                    pairs++;
+                    // Swapping the two shapes in the prompt is caught (where they differ).
+                    if (shapeA == shapeB) continue;
+                    var swapped = PromptGrammar.Format(new SceneDescription("gray", [d.Objects[0] with { Shape = shapeB }, d.Objects[1] with { Shape = shapeA }]));
+                    Assert.False(W.Judge(r.Rgb, swapped).AllObjectsCorrect);
+                }
+        Assert.Equal(36, pairs);
     }
 
     [Fact]
@@ -74,6 +110,7 @@ public class OracleTests
             var w = W.Judge(r.Rgb, wrong).Objects[0];
             Assert.True(w.ColourPresent);
             Assert.NotEqual(true, w.ShapeCorrect);
+            Assert.False(w.Correct);
             if (w.ShapeCorrect == false) wrongShapeCaught++;
             var otherBg = spec.BackgroundPalette.First(b => b.Name != r.Scene.Background).Name;
             Assert.False(W.Judge(r.Rgb, PromptGrammar.Format(new SceneDescription(otherBg, r.Scene.Description.Objects))).BackgroundPresent);

@@ -58,16 +58,17 @@ public class RendererTests
         for (int seed = 0; seed < 1500; seed++)
         {
             var r = W.Generate(seed);
-            if (!r.HasHazard && !r.HasGlitch) defectFree++;
+            if (!r.HasHazard && !r.HasGlitch && !r.HasRot) defectFree++;
             for (int p = 0; p < r.HazardMask.Length; p++)
             {
-                if (r.HazardMask[p] || r.GlitchMask[p]) continue;
+                if (r.HazardMask[p] || r.GlitchMask[p] || r.RotMask[p]) continue;
                 foreach (var c in reserved)
                     closest = Math.Min(closest, Rgb.Distance(r.Rgb[3 * p], r.Rgb[3 * p + 1], r.Rgb[3 * p + 2], c.Rgb));
             }
         }
-        Assert.True(defectFree > 500, $"only {defectFree} defect-free renders");
-        Assert.True(closest > spec.Oracle.ReservedDistance, $"a non-defect pixel came within {closest:F1} of a reserved colour");
+        Assert.True(defectFree > 400, $"only {defectFree} defect-free renders");
+        // Farther even than the residue distance: a clean render shows no residue of any kind.
+        Assert.True(closest > spec.Oracle.ResidueDistance, $"a non-defect pixel came within {closest:F1} of a reserved colour");
     }
 
     [Fact]

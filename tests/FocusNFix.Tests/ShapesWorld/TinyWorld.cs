@@ -7,7 +7,8 @@ namespace FocusNFix.Tests.ShapesWorld;
 static class TinyWorld
 {
     /// <summary>Writes it to <paramref name="path"/> and returns the path.</summary>
-    public static string Write(string path, int trainPrompts, int testPrompts)
+    /// <param name="rotRate">Rot's rate (the bundled world has rot gated off at 0); null keeps it.</param>
+    public static string Write(string path, int trainPrompts, int testPrompts, double? rotRate = null)
     {
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Golden.Root, "models", "shapesworld", WorldSpec.FileName)))!.AsObject();
         void Keep(string key, int n)
@@ -17,6 +18,7 @@ static class TinyWorld
         }
         Keep("train_prompts", trainPrompts);
         Keep("test_prompts", testPrompts);
+        if (rotRate is { } rate) json["defects"]!["rot"]!["rate"] = rate;
         File.WriteAllText(path, json.ToJsonString());
         return path;
     }

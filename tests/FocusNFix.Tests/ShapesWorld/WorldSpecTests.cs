@@ -58,6 +58,95 @@ public class WorldSpecTests : IDisposable
     }
 
     [Fact]
+    public void RotCaptionsAndResidueAreInWorldJson()
+    {
+        var root = JsonNode.Parse(Spec.ToJson())!.AsObject();
+        Assert.Equal(2, (int)root["version"]!);
+        Assert.Equal("[45,255,0]", root["reserved_colours"]!["rot"]!["lime"]!.ToJsonString());
+        Assert.Equal(0.3, (double)root["defects"]!["rot"]!["rate"]!);
+        Assert.Equal("[0.3,0.6]", root["defects"]!["rot"]!["area_fraction"]!.ToJsonString());
+        Assert.Equal(0.5, (double)root["defect_captions"]!["share_of_defective_scenes"]!);
+        Assert.Equal("rot", (string)root["defect_captions"]!["phrases"]!["rot"]!);
+        Assert.Equal("a hazard mark", (string)root["defect_captions"]!["phrases"]!["hazard"]!);
+        Assert.Equal(95, (double)root["oracle"]!["residue_distance"]!);
+        var back = WorldSpec.FromJson(Spec.ToJson());
+        Assert.Equal(Spec.Rot, back.Rot with { Colours = Spec.Rot!.Colours });
+        Assert.Equal(Spec.Rot.Colours, back.Rot!.Colours);
+        Assert.Equal(Spec.Captions.Phrases.OrderBy(k => k.Key), back.Captions.Phrases.OrderBy(k => k.Key));
+        // The rot colour stays clear of the palette's blends even at the residue distance, and of the other kinds.
+        var palette = Spec.BackgroundPalette.Concat(Spec.ShapePalette).Select(c => c.Rgb).ToList();
+        Assert.True(WorldSpec.HullFartherThan(palette, new Rgb(45, 255, 0), Spec.Oracle.ResidueDistance + 1));
+        foreach (var c in Spec.HazardColours.Concat(Spec.GlitchColours)) Assert.True(c.Rgb.DistanceTo(new Rgb(45, 255, 0)) > 2 * Spec.Oracle.ResidueDistance);
+    }
+
+    [Fact]
+    public void TheBundledWorldIsTheDefaultWithRotAndCaptionsGatedOff()
+    {
+        // The bundled models were trained before rot: their world.json defines rot and the caption phrases with rate
+        // and share 0, so every scene, and every figure measured on them, is what it was.
+        var path = Path.Combine(Golden.Root, "models", "shapesworld", WorldSpec.FileName);
+        var bundled = WorldSpec.Load(path);
+        // The file's descriptive texts (rules, patterns) are the current ones too.
+        Assert.Equal(bundled.ToJson(), File.ReadAllText(path));
+        Assert.Equal(0, bundled.Rot!.Rate);
+        Assert.Equal(0, bundled.Captions.ShareOfDefectiveScenes);
+        Assert.Equal(Spec.With(Spec.Rot! with { Rate = 0 }, DefectCaptionSpec.None), bundled);
+        var world = new ShapesWorldBenchmark(bundled);
+        var noRot = new ShapesWorldBenchmark(Spec.With(null, DefectCaptionSpec.None));
+        for (int seed = 0; seed < 50; seed++) Assert.Equal(noRot.Generate(seed).Rgb, world.Generate(seed).Rgb);
+    }
+
+    [Fact]
+    public void VersionOneWorldFilesLoadAsWorldsWithoutRot()
+    {
+        var root = JsonNode.Parse(Spec.ToJson())!.AsObject();
+        root["version"] = 1;
+        root["reserved_colours"]!.AsObject().Remove("rot");
+        root["defects"]!.AsObject().Remove("rot");
+        root.Remove("defect_captions");
+        root["oracle"]!.AsObject().Remove("residue_distance");
+        var path = Path.Combine(_dir, "v1.json");
+        File.WriteAllText(path, root.ToJsonString());
+        var v1 = WorldSpec.Load(path);
+        Assert.Null(v1.Rot);
+        Assert.Equal(0, v1.Captions.ShareOfDefectiveScenes);
+        Assert.Equal([DefectKind.Hazard, DefectKind.Glitch], v1.DefectKinds);
+        Assert.Equal(Spec.With(null, DefectCaptionSpec.None), v1);
+        Assert.Equal(new ShapesWorldBenchmark(v1).Generate(5).HazardMask, TestWorld.Default.Generate(5).HazardMask);
+        Assert.Contains("no rot", Assert.Throws<InvalidInputException>(() => v1.Colours(DefectKind.Rot)).Message);
+    }
+
+    [Fact]
+    public void BadRotCaptionAndResidueValuesAreRefusedWithTheKeyNamed()
+    {
+        string Mutate(Action<JsonObject> change)
+        {
+            var root = JsonNode.Parse(Spec.ToJson())!.AsObject();
+            change(root);
+            var p = Path.Combine(_dir, "bad.json");
+            File.WriteAllText(p, root.ToJsonString());
+            return p;
+        }
+        string Refused(Action<JsonObject> change) => Assert.Throws<InvalidInputException>(() => WorldSpec.Load(Mutate(change))).Message;
+        Assert.Contains("rot rate 1.5", Refused(r => r["defects"]!["rot"]!["rate"] = 1.5));
+        Assert.Contains("area_fraction [0.7, 0.3]", Refused(r => r["defects"]!["rot"]!["area_fraction"] = new JsonArray(0.7, 0.3)));
+        Assert.Contains("'defects.rot.area_fraction'", Refused(r => r["defects"]!["rot"]!["area_fraction"] = new JsonArray(0.3)));
+        Assert.Contains("'defects.rot.colours'", Refused(r => r["defects"]!["rot"]!["colours"] = new JsonArray("green")));
+        Assert.Contains("share_of_defective_scenes 1", Refused(r => r["defect_captions"]!["share_of_defective_scenes"] = 1));
+        Assert.Contains("'defect_captions.phrases.smudge'", Refused(r => r["defect_captions"]!["phrases"]!["smudge"] = "a smudge"));
+        Assert.Contains("defect_captions.phrases.rot", Refused(r => r["defect_captions"]!["phrases"]!["rot"] = "Rot!"));
+        Assert.Contains("'defect_captions'", Refused(r => r.Remove("defect_captions")));
+        // A wider residue distance would reach the palette's blends (yellow is 106 from them).
+        Assert.Contains("residue_distance", Refused(r => r["oracle"]!["residue_distance"] = 110));
+        Assert.Contains("residue_distance", Refused(r => r["oracle"]!["residue_distance"] = 60));
+        // A rot colour near green, or near yellow, is refused.
+        Assert.Contains("lime", Refused(r => r["reserved_colours"]!["rot"]!["lime"] = new JsonArray(0, 200, 40)));
+        Assert.Contains("lime", Refused(r => r["reserved_colours"]!["rot"]!["lime"] = new JsonArray(150, 255, 0)));
+        Assert.Contains("'defects.rot'", Refused(r => r["defects"]!.AsObject().Remove("rot")));
+        Assert.Contains("version 3", Refused(r => r["version"] = 3));
+    }
+
+    [Fact]
     public void BadWorldFilesAreRefusedWithTheKeyNamed()
     {
         string Mutate(Action<JsonObject> change)

@@ -38,4 +38,36 @@ public class RewardModelTrainingRunTests : IDisposable
         Assert.Empty(phases);
         Assert.Equal(card, File.ReadAllText(Path.Combine(o.OutDir, ModelCards.FileName)));
     }
+
+    [Fact]
+    public void TrainsARotRewardModelInAWorldWithRotAndRefusesOneWithoutRot()
+    {
+        var baseModel = Path.Combine(Golden.Root, "models", "shapesworld", "base");
+        var world = TinyWorld.Write(Path.Combine(_dir, "world.json"), trainPrompts: 2, testPrompts: 2, rotRate: 0.3);
+        var o = new RewardModelTrainingRun.Options
+        {
+            Defect = "rot", BaseModel = baseModel, OutDir = Path.Combine(_dir, "reward-rot"), WorldPath = world, Steps = 3, BaseSampleSeeds = 1,
+            LogDir = Path.Combine(_dir, "tb"), CommandLine = "fnf world train-reward --defect rot",
+        };
+        var phases = new List<string>();
+        var result = RewardModelTrainingRun.Run(o, (phase, _, _, _) => { if (!phases.Contains(phase)) phases.Add(phase); });
+        Assert.Contains("training reward-rot", phases);
+        using var model = RegionRewardModel.FromPretrained(o.OutDir);
+        Assert.Equal(DefectKind.Rot, model.Config.Defect);
+        var spec = WorldSpec.Load(world);
+        Assert.Equal(Math.Round(spec.Rot!.ExpectedPixels(spec)), model.Config.RewardAreaPixels);
+        Assert.InRange(model.Config.RewardAreaPixels, 30, 60);
+        Assert.Contains("region reward model: rot", result.Card);
+        // The held-out rendered scenes it is measured on carry rot.
+        var (images, masks) = RewardModelTraining.HeldOutScenes(new ShapesWorldBenchmark(spec), 100, DefectKind.Rot);
+        using (images) using (masks) Assert.True(masks.sum().item<float>() > 100 * 0.2 * 20);
+
+        // The bundled world has rot gated off (rate 0): nothing to learn from, refused before any sampling.
+        phases.Clear();
+        var bundled = TinyWorld.Write(Path.Combine(_dir, "bundled.json"), trainPrompts: 2, testPrompts: 2);
+        var ex = Assert.Throws<InvalidInputException>(() => RewardModelTrainingRun.Run(o with { WorldPath = bundled, OutDir = Path.Combine(_dir, "r2") },
+            (phase, _, _, _) => phases.Add(phase)));
+        Assert.Contains("rot rate is 0", ex.Message);
+        Assert.Empty(phases);
+    }
 }
