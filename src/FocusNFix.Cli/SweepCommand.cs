@@ -12,7 +12,8 @@ public static class SweepCommand
     public static Command Create()
     {
         var config = new Option<string?>("--config") { Description = "Sweep config (JSON; see `fnf sweep --write-config`); default: the built-in grid for --defect" };
-        var defect = new Option<string>("--defect") { Description = "Defect of the built-in grid when no --config is given: hazard or glitch", DefaultValueFactory = _ => "hazard" };
+        var defect = new Option<string>("--defect") { Description = "Defect of the built-in grid when no --config is given: hazard, glitch or rot", DefaultValueFactory = _ => "hazard" };
+        var models = new Option<string>("--models") { Description = "Folder of the bundled ShapesWorld models (for the built-in grid)", DefaultValueFactory = _ => FocusNFix.WorldModels.WorldFolder.Bundled };
         var output = new Option<string?>("--out") { Description = "Output folder (overrides the config's output_dir)" };
         var split = new Option<string?>("--split") { Description = "val (choose settings) or test (final figures, once); overrides the config's split" };
         var finalFrom = new Option<string?>("--final-from") { Description = "Folder of a finished val sweep: run each method's chosen setting once on the test prompts (output: that folder + '-test', or --out)" };
@@ -22,7 +23,7 @@ public static class SweepCommand
         var threads = CommonOptions.Threads();
         var cmd = new Command("sweep", "Sweep methods x settings x training seeds on a ShapesWorld defect; Pareto fronts with bootstrap 95% intervals")
         {
-            config, defect, output, split, finalFrom, writeConfig, resume, overwrite, threads,
+            config, defect, models, output, split, finalFrom, writeConfig, resume, overwrite, threads,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -30,7 +31,7 @@ public static class SweepCommand
             var path = pr.GetValue(config);
             var from = pr.GetValue(finalFrom);
             if (from != null && (path != null || pr.GetValue(split) != null)) throw new InvalidInputException("--final-from: expected without --config and --split (it takes the val sweep's config, on the test split)");
-            var cfg = from != null ? SweepPlan.FinalFrom(from) : path is null ? SweepConfig.Default(pr.GetValue(defect)!) : SweepConfig.Load(path);
+            var cfg = from != null ? SweepPlan.FinalFrom(from) : path is null ? SweepConfig.Default(pr.GetValue(defect)!, pr.GetValue(models)!) : SweepConfig.Load(path);
             if (pr.GetValue(output) is { } o) cfg.OutputDir = o;
             if (pr.GetValue(split) is { } s) cfg.Split = s;
             cfg.Validate(path ?? "sweep");

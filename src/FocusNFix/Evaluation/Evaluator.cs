@@ -41,6 +41,12 @@ public sealed class EvalSetup
     /// reported beside the rewards; null when there is none. Named figures, NaN where a figure does not apply.
     /// </summary>
     public Func<Tensor, string, IReadOnlyDictionary<string, double>>? Oracle { get; init; }
+    /// <summary>
+    /// The oracle's figures of a method's image against the base image of the same prompt and seed (what is left of
+    /// the base image's defect, whether it was fixed or erased); used instead of <see cref="Oracle"/> for every method
+    /// but the base model when given.
+    /// </summary>
+    public Func<Tensor, Tensor, string, IReadOnlyDictionary<string, double>>? OracleAgainstBase { get; init; }
     /// <summary>How many (prompt, seed) pairs get a row of pictures in the report.</summary>
     public int PictureRows { get; init; } = 16;
     public const int DefaultBatchSize = 32;
@@ -231,7 +237,11 @@ public static class Evaluator
                 for (int k = 0; k < n; k++) rows[start + k][name] = v[k];
             }
         }
-        if (s.Oracle is { } oracle)
+        if (!isBase && s.OracleAgainstBase is { } against)
+            for (int k = 0; k < jobs.Count; k++)
+                foreach (var (name, value) in against(images[k], baseImages[k], jobs[k].Prompt))
+                    rows[k][name] = value;
+        else if (s.Oracle is { } oracle)
             for (int k = 0; k < jobs.Count; k++)
                 foreach (var (name, value) in oracle(images[k], jobs[k].Prompt))
                     rows[k][name] = value;

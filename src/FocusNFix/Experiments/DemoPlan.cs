@@ -30,11 +30,13 @@ public sealed class DemoPlan
 
     public DemoPlan(string models, string outDir, string defect, int steps, int evalSeeds, bool checkModels = true)
     {
-        if (defect is not ("hazard" or "glitch")) throw new InvalidInputException($"--defect '{defect}': expected hazard or glitch");
+        if (defect is not ("hazard" or "glitch" or "rot")) throw new InvalidInputException($"--defect '{defect}': expected hazard, glitch or rot");
         if (steps < 1) throw new InvalidInputException($"--steps {steps}: expected at least 1 training step per method");
         if (evalSeeds < 1) throw new InvalidInputException($"--eval-seeds {evalSeeds}: expected at least 1 seed per test prompt");
         if (checkModels && !Directory.Exists(models)) throw new InvalidInputException($"{models}: bundled models folder not found (run from the repository root, or pass --models)");
         Models = models; OutDir = outDir; Defect = defect; Steps = steps; EvalSeeds = evalSeeds;
+        if (checkModels && !Directory.Exists(RewardModel))
+            throw new InvalidInputException($"{RewardModel}: the {defect} reward model is not there; train it with `fnf world train-reward --defect {defect}` (rot needs a world with rot and a base model trained on it: docs/shapesworld-rot.md)");
     }
 
     public string RunDir(string method) => Path.Combine(OutDir, "runs", method);
@@ -56,6 +58,7 @@ public sealed class DemoPlan
     public string BaseModel => Path.Combine(Models, "base");
     public string RewardModel => Path.Combine(Models, $"reward-{Defect}");
     public string OtherRewardModel => Path.Combine(Models, Defect == "hazard" ? "reward-glitch" : "reward-hazard");
+    string OtherDefect => Defect == "hazard" ? "glitch" : "hazard";
     public string Judge => Path.Combine(Models, "judge");
 
     /// <summary>
@@ -119,12 +122,13 @@ public sealed class DemoPlan
             Target = target, TargetName = $"reward_{Defect}",
             Others = new Dictionary<string, ImageScorer>
             {
-                [$"reward_{(Defect == "hazard" ? "glitch" : "hazard")}"] = (im, p) => Values(other.Score(im, p)),
+                [$"reward_{OtherDefect}"] = (im, p) => Values(other.Score(im, p)),
                 ["judge_alignment"] = (im, p) => judge.Judge(im, p).Select(v => v.Alignment).ToArray(),
             },
             Heatmap = target,
             Mask = TrainingConfig("focus-n-fix").Mask,
             Oracle = world.OracleFigures,
+            OracleAgainstBase = world.OracleFigures,
             TrainingLogs = logs,
             Title = title ?? $"ShapesWorld: fixing the {Defect} defect ({PromptSplits.Name(split)} prompts)",
         };

@@ -84,18 +84,22 @@ public sealed class SweepConfig
     /// <summary>
     /// The grid <c>fnf sweep</c> runs without --config: lambda {0.3, 1, 3} for Focus-N-Fix and the global constraint,
     /// DRaFT, and Focus-N-Fix with ReFL's window at lambda 1, all at the demo's learning rate for the defect, with
-    /// three training seeds, evaluated on the val prompts.
+    /// three training seeds; SLD (its four presets) and negative prompting (guidance 1.5, 2, 3) with the defect's
+    /// phrase from the bundled world.json; evaluated on the val prompts.
     /// </summary>
-    public static SweepConfig Default(string defect)
+    public static SweepConfig Default(string defect, string models = WorldFolder.Bundled)
     {
-        double lr = new DemoPlan(WorldFolder.Bundled, "unused", defect, 1, 1, checkModels: false).TrainingConfig("focus-n-fix").Optimizer.LearningRate;
+        double lr = new DemoPlan(models, "unused", defect, 1, 1, checkModels: false).TrainingConfig("focus-n-fix").Optimizer.LearningRate;
         return new SweepConfig
         {
-            Defect = defect, OutputDir = $"runs/sweep-{defect}",
+            Models = models, Defect = defect, OutputDir = $"runs/sweep-{defect}",
             FocusNFix = new TrainedGrid { Lambdas = new() { 0.3, 1, 3 }, LearningRates = new() { lr } },
             Global = new TrainedGrid { Lambdas = new() { 0.3, 1, 3 }, LearningRates = new() { lr } },
             Draft = new TrainedGrid { LearningRates = new() { lr } },
             Refl = new TrainedGrid { Lambdas = new() { 1 }, LearningRates = new() { lr } },
+            Concept = WorldPhrase(defect, models),
+            Sld = new SldGrid { Presets = new() { "weak", "medium", "strong", "max" }, GuidanceScale = 2.0 },
+            NegativePrompt = new NegativePromptGrid { GuidanceScales = new() { 1.5, 2, 3 } },
         };
     }
 
@@ -158,6 +162,15 @@ public sealed class SweepConfig
             Fail("concept", Concept, "the defect's phrase that SLD and the negative prompt steer away from");
         if (FocusNFix is null && Global is null && Draft is null && Refl is null && Sld is null && NegativePrompt is null)
             Fail("methods", null, "at least one of focus_n_fix, global, draft, refl, sld, negative_prompt");
+    }
+
+    /// <summary>The bundled world's caption phrase for the defect ("a hazard mark"): the concept the training-free baselines steer away from.</summary>
+    static string WorldPhrase(string defect, string models)
+    {
+        var world = ShapesWorld.WorldSpec.Load(Path.Combine(models, ShapesWorld.WorldSpec.FileName));
+        var kind = ShapesWorld.DefectKindNames.Parse(defect, "--defect");
+        return world.Captions.Phrases.TryGetValue(kind, out var phrase) ? phrase
+            : throw new InvalidInputException($"{Path.Combine(models, ShapesWorld.WorldSpec.FileName)}: defect_captions.phrases has no phrase for {defect}; write the grid with --write-config and set \"concept\"");
     }
 
     static string Show(object? value) => value switch

@@ -49,8 +49,9 @@ public sealed class SweepReport
     /// <summary>The figures reported per point, with the defect figure first.</summary>
     public static IReadOnlyList<string> FiguresFor(string defect) => new[]
     {
-        $"oracle_{defect}", MetricNames.PsnrOutside, "judge_alignment", "oracle_colour_in_place", "oracle_all_objects_correct", $"reward_{defect}", MetricNames.PsnrInside,
-    };
+        $"oracle_{defect}", MetricNames.PsnrOutside, "judge_alignment", "oracle_colour_in_place", "oracle_all_objects_correct", $"oracle_{defect}_residue_share",
+        $"reward_{defect}", MetricNames.PsnrInside,
+    }.Concat(defect == "rot" ? new[] { "oracle_rot_fixed", "oracle_rot_erased", "oracle_rot_recoloured" } : Array.Empty<string>()).ToList();
 
     public static IReadOnlyList<string> TradeOffsFor() => new[] { MetricNames.PsnrOutside, "judge_alignment", "oracle_all_objects_correct" };
 

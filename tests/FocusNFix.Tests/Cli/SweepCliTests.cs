@@ -89,12 +89,13 @@ public class SweepCliTests : IDisposable
     public void WriteConfigWritesTheBuiltInGridAndRefusesToReplaceAFile()
     {
         var target = Path.Combine(_dir, "grid.json");
-        var (code, stdout, stderr) = CliProcess.Run("sweep", "--defect", "glitch", "--write-config", target);
+        var models = Path.Combine(Golden.Root, "models", "shapesworld");
+        var (code, stdout, stderr) = CliProcess.Run("sweep", "--defect", "glitch", "--models", models, "--write-config", target);
         Assert.True(code == 0, stdout + stderr);
         var c = SweepConfig.Load(target);
         Assert.Equal("glitch", c.Defect);
         Assert.NotNull(c.FocusNFix);
-        (code, _, stderr) = CliProcess.Run("sweep", "--defect", "glitch", "--write-config", target);
+        (code, _, stderr) = CliProcess.Run("sweep", "--defect", "glitch", "--models", models, "--write-config", target);
         Assert.Equal(2, code);
         Assert.Contains(target, stderr);
     }

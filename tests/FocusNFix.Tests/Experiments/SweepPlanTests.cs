@@ -102,13 +102,15 @@ public class SweepPlanTests : IDisposable
     [Fact]
     public void TheDefaultGridIsValidAndRoundTripsThroughJson()
     {
-        var c = SweepConfig.Default("hazard");
+        var c = SweepConfig.Default("hazard", Models);
         c.Validate("default");
         var path = Path.Combine(_out, "c.json");
         File.WriteAllText(path, c.ToJson());
         Assert.Equal(c.ToJson(), SweepConfig.Load(path).ToJson());
         Assert.Equal("val", c.Split);
         Assert.Equal(3, c.TrainSeeds.Count);
+        Assert.Equal("a hazard mark", c.Concept);  // the bundled world's caption phrase
+        Assert.Equal(4, c.Sld!.Presets.Count);
     }
 
     [Fact]
