@@ -28,10 +28,12 @@ imports it only to read and write weight files, which this script never does, so
 when it is absent. The CLIP text encoder is built too (it is resident on both sides) and encodes fixed token ids; it is
 not timed on either side.
 Timing and memory follow fnf: one untimed warm-up, then the timed repeats; the peak RSS (VmHWM) is reset after the
-warm-up by writing 5 to /proc/self/clear_refs, so it is the peak of the timed repeats with the model resident.
+warm-up by writing 5 to /proc/self/clear_refs, so it is the peak of the timed repeats with the model resident (glibc's
+free heap memory is first returned with malloc_trim, on both sides).
 """
 import argparse
 import atexit
+import ctypes
 import importlib.machinery
 import importlib.util
 import json
@@ -120,6 +122,14 @@ def vm_kib(field):
             if line.startswith(field):
                 return int(line.split()[1])
     return float("nan")
+
+
+def trim_heap():
+    """As fnf: glibc's free heap memory goes back to the system before the baseline is read."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
 def reset_peak():
@@ -242,8 +252,10 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
 
+    trim_heap()
     model_rss = vm_kib("VmRSS:") / 1024
     body()  # warm-up, as fnf
+    trim_heap()
     reset = reset_peak()
     seconds = []
     for _ in range(a.repeats):

@@ -108,8 +108,10 @@ public static class SdMeasurement
                     body = TrainStep(pipe, lora, opt, cond, k, size, gen);
                     break;
             }
+            PeakRss.TrimHeap();
             double modelRss = PeakRss.CurrentMiB();
             body(); // warm-up: first calls allocate and pick kernels
+            PeakRss.TrimHeap();
             bool reset = PeakRss.Reset();
             var times = new List<double>();
             for (int i = 0; i < repeats; i++)
