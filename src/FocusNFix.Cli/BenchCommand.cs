@@ -13,7 +13,7 @@ public static class BenchCommand
     {
         var model = new Option<string>("--model") { Description = "Pipeline folder", DefaultValueFactory = _ => Path.Combine(WorldCommand.DefaultModels, "base") };
         var batch = new Option<int>("--batch") { Description = "Batch size", DefaultValueFactory = _ => 4 }.AtLeast(1);
-        var repeats = new Option<int>("--repeats") { Description = "Timed repeats per figure (median reported)", DefaultValueFactory = _ => 5 }.AtLeast(1);
+        var repeats = new Option<int>("--repeats") { Description = $"Timed repeats per figure after one warm-up, median reported (default 5; {SdBenchCli.DefaultRepeats} with --preset)", DefaultValueFactory = _ => 5 }.AtLeast(1);
         var steps = CommonOptions.SamplingSteps();
         var guidance = CommonOptions.Guidance();
         var device = CommonOptions.Device();
@@ -28,10 +28,17 @@ public static class BenchCommand
         {
             if (r.GetValueOrDefault<int>() is < 0 or > 64) r.AddError($"--competitors {r.GetValueOrDefault<int>()}: expected 0 to 64");
         });
-        var cmd = new Command("bench", "Benchmark the model and training steps; prints JSON") { model, batch, repeats, steps, guidance, device, dtype, threads, competitors };
+        var cmd = new Command("bench", "Benchmark the model and training steps, or a Stable Diffusion-sized preset (--preset); prints JSON") { model, batch, repeats, steps, guidance, device, dtype, threads, competitors };
+        foreach (var o in SdBenchCli.All) cmd.Options.Add(o);
+        cmd.Subcommands.Add(SdBenchCli.OneCommand());
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
+            if (pr.GetValue(SdBenchCli.Preset) is { } preset)
+                return SdBenchCli.Run(pr, preset, pr.GetResult(repeats) is { Implicit: false } ? pr.GetValue(repeats) : SdBenchCli.DefaultRepeats, pr.GetValue(threads), pr.GetValue(dtype)!,
+                    new Option[] { model, batch, steps, guidance, device, competitors });
+            var presetOnly = SdBenchCli.All.Where(o => o != SdBenchCli.Preset && pr.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
+            if (presetOnly.Count > 0) throw new InvalidInputException($"{string.Join(", ", presetOnly)}: apply to --preset benchmarks only");
             CommonOptions.CheckSampling(pr.GetValue(steps), pr.GetValue(guidance));
             using var pipe = TextToImagePipeline.Load(pr.GetValue(model)!, CommonOptions.ParseDevice(pr.GetValue(device)!), CommonOptions.ParseDType(pr.GetValue(dtype)!));
             var (stepCount, guidanceScale) = pipe.Folder.ResolveSampling(pr.GetValue(steps), pr.GetValue(guidance));

@@ -114,7 +114,8 @@ public static class Safetensors
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var blobs = new List<byte[]>();
+        // Sizes come from shape and dtype; the bytes are copied one tensor at a time while writing, so saving a
+        // 3.4 GB UNet does not hold a second copy of it.
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms))
         {
@@ -129,9 +130,7 @@ public static class Safetensors
             foreach (var name in names)
             {
                 var t = tensors[name];
-                using var cpu = t.detach().cpu().contiguous();
-                var bytes = cpu.numel() == 0 ? Array.Empty<byte>() : cpu.bytes.ToArray();
-                blobs.Add(bytes);
+                long byteCount = t.numel() * t.ElementSize;
                 w.WriteStartObject(name);
                 w.WriteString("dtype", DTypeName(t.dtype));
                 w.WriteStartArray("shape");
@@ -139,10 +138,10 @@ public static class Safetensors
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset + bytes.Length);
+                w.WriteNumberValue(offset + byteCount);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                offset += bytes.Length;
+                offset += byteCount;
             }
             w.WriteEndObject();
         }
@@ -154,7 +153,11 @@ public static class Safetensors
             BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Count);
             stream.Write(len);
             stream.Write(header.ToArray());
-            foreach (var b in blobs) stream.Write(b);
+            foreach (var name in names)
+            {
+                using var cpu = tensors[name].detach().cpu().contiguous();
+                if (cpu.numel() > 0) stream.Write(cpu.bytes);
+            }
         });
     }
 

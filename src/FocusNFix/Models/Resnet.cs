@@ -8,7 +8,7 @@ namespace FocusNFix.Models;
 /// diffusers <c>ResnetBlock2D</c> (time_embedding_norm "default"): GN → SiLU → conv1 (+ time_emb_proj(SiLU(temb)))
 /// → GN → SiLU → conv2, plus the (1×1-projected when channels change) input, divided by output_scale_factor.
 /// </summary>
-public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>, IOutputHooked
+public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>, IOutputHooked, ICheckpointable
 {
     public GroupNorm norm1;
     public Conv2d conv1;
@@ -19,6 +19,8 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>, IOutputH
     readonly double outputScaleFactor;
 
     public Action<Tensor>? OutputHook { get; set; }
+
+    public CheckpointRunner? Checkpoint { get; set; }
 
     /// <param name="tembChannels">null for the VAE, whose resnets take no time embedding.</param>
     public ResnetBlock2D(int inChannels, int outChannels, int? tembChannels, int groups, double eps, double outputScaleFactor = 1.0)
@@ -35,6 +37,12 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>, IOutputH
     }
 
     public override Tensor forward(Tensor input, Tensor? temb)
+    {
+        if (!this.Active()) return Compute(input, temb);
+        return temb is null ? Checkpoint!((x, _) => Compute(x, null), input) : Checkpoint!((x, c) => Compute(x, c[0]), input, temb);
+    }
+
+    Tensor Compute(Tensor input, Tensor? temb)
     {
         using var scope = NewDisposeScope();
         var h = conv1.forward(nn.functional.silu(norm1.forward(input)));

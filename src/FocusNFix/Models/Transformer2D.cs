@@ -44,7 +44,7 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor, Tensor>, I
 /// diffusers <c>Transformer2DModel</c> on continuous input: GroupNorm(eps 1e-6) → proj_in (1×1 conv, or Linear after
 /// flattening when use_linear_projection) → transformer blocks on [B, HW, C] → proj_out → + residual.
 /// </summary>
-public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>, IOutputHooked
+public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>, IOutputHooked, ICheckpointable
 {
     public GroupNorm norm;
     public nn.Module<Tensor, Tensor> proj_in;
@@ -53,6 +53,8 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>, IOut
     readonly bool useLinearProjection;
 
     public Action<Tensor>? OutputHook { get; set; }
+
+    public CheckpointRunner? Checkpoint { get; set; }
 
     public Transformer2DModel(int numHeads, int headDim, int inChannels, int numLayers, int crossAttentionDim, int normNumGroups,
         bool useLinearProjection) : base(nameof(Transformer2DModel))
@@ -67,7 +69,10 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>, IOut
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor encoderHiddenStates)
+    public override Tensor forward(Tensor x, Tensor encoderHiddenStates) =>
+        this.Active() ? Checkpoint!((h, c) => Compute(h, c[0]), x, encoderHiddenStates) : Compute(x, encoderHiddenStates);
+
+    Tensor Compute(Tensor x, Tensor encoderHiddenStates)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], height = x.shape[2], width = x.shape[3];

@@ -109,6 +109,26 @@ public sealed class TextToImagePipeline : IDisposable
         Lora = null;
     }
 
+    /// <summary>
+    /// Fine-grained activation checkpointing under autograd: every resnet and transformer of the UNet and of the VAE
+    /// decoder keeps only its input and is recomputed in backward (<see cref="ActivationCheckpoints"/>). Inside the
+    /// loop's checkpointed UNet calls this bounds the recompute's memory by one block instead of the whole UNet, and it
+    /// makes the differentiable VAE decode keep its block inputs only. Gradients are unchanged (the recompute is the
+    /// same computation); a backward costs one more forward. Off by default; no effect without gradients.
+    /// </summary>
+    public bool ActivationCheckpointing
+    {
+        get => _activationCheckpointing;
+        set
+        {
+            CheckpointRunner? runner = value ? GradientCheckpoint.Apply : null;
+            ActivationCheckpoints.Set(Unet, runner);
+            if (Vae is not null) ActivationCheckpoints.Set(Vae.decoder, runner);
+            _activationCheckpointing = value;
+        }
+    }
+    bool _activationCheckpointing;
+
     /// <summary>Pixels per latent cell: 2^(len(vae.block_out_channels)-1), 1 for pixel-space models.</summary>
     public int VaeScaleFactor => Vae?.ScaleFactor ?? 1;
     public int LatentChannels => Unet.Config.InChannels;

@@ -98,6 +98,8 @@ public sealed class FocusNFixTrainer : IDisposable
             throw new InvalidInputException($"draft.mode 'refl' needs a scheduler that predicts x0; {_pipe.Scheduler.ClassName} (sampling.scheduler {config.Sampling.Scheduler ?? "null: the pipeline's own"}) does not: choose ddim, ddpm, euler, euler-a or dpmpp-2m");
         foreach (var p in _pipe.Unet.parameters().Concat(_pipe.TextEncoder.parameters())) p.requires_grad = false;
         if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
+        // With checkpointing the window's UNet recomputes and the differentiable VAE decode keep block inputs only.
+        _pipe.ActivationCheckpointing = config.Draft.Checkpointing;
 
         _ownsReward = reward is null;
         _reward = reward ?? RewardFactory.CreateRewards(config.Rewards, _pipe.Device);

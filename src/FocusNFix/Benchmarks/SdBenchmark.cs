@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace FocusNFix.Benchmarks;
+
+/// <summary>A process that measures one figure and prints it as the last line of its stdout (a JSON object).</summary>
+public sealed record ChildCommand(string FileName, IReadOnlyList<string> Arguments, IReadOnlyDictionary<string, string>? Environment = null);
+
+/// <summary>What <c>fnf bench --preset</c> measures: preset, pipeline folder, sizes, dtype, threads, repeats, which figures.</summary>
+public sealed record SdBenchOptions(string Preset, string ModelFolder, IReadOnlyList<int> Sizes, string DType, int Threads, int Repeats,
+    IReadOnlyList<string> Measurements);
+
+/// <summary>
+/// Runs every measurement of <see cref="SdMeasurement"/> at every size, each in its own child process, and, when a peer
+/// command is given, the same measurement with the peer (diffusers + peft) right after ours, so both sides see the
+/// same machine state; returns the report with both sides and ours/peer ratios.
+/// </summary>
+public static class SdBenchmark
+{
+    public static JsonObject Run(SdBenchOptions o, Func<string, int, ChildCommand> ours, Func<string, int, ChildCommand>? peer,
+        Action<string>? progress = null, TimeSpan? childTimeout = null)
+    {
+        var figures = new JsonArray();
+        JsonNode? peerInfo = null;
+        bool failed = false;
+        foreach (int size in o.Sizes)
+            foreach (var name in o.Measurements)
+            {
+                progress?.Invoke($"{name} at {size} px: ours");
+                var mine = RunChild(ours(name, size), childTimeout);
+                JsonObject? theirs = null;
+                if (peer is not null && peerInfo?["skipped"] is null)
+                {
+                    progress?.Invoke($"{name} at {size} px: peer");
+                    theirs = RunChild(peer(name, size), childTimeout);
+                    if (theirs["skipped"] is { } why)
+                    {
+                        // The peer's libraries are absent: it says so once and is not asked again.
+                        peerInfo = new JsonObject { ["skipped"] = why.DeepClone() };
+                        theirs = null;
+                    }
+                    else peerInfo ??= theirs["versions"] is { } v ? new JsonObject { ["versions"] = v.DeepClone() } : null;
+                }
+                failed |= mine["error"] is not null || theirs?["error"] is not null;
+                var row = new JsonObject
+                {
+                    ["name"] = name, ["size"] = size, ["what"] = SdMeasurement.Descriptions[name],
+                    ["ours"] = Summary(mine), ["peer"] = theirs is null ? null : Summary(theirs),
+                };
+                if (theirs is not null) row["ours_over_peer"] = Ratios(mine, theirs);
+                figures.Add(row);
+                progress?.Invoke($"  {Line(row)}");
+            }
+        return new JsonObject
+        {
+            ["preset"] = o.Preset, ["model"] = o.ModelFolder, ["dtype"] = o.DType, ["threads"] = o.Threads, ["batch"] = 1,
+            ["repeats"] = o.Repeats, ["sizes"] = new JsonArray(o.Sizes.Select(s => (JsonNode)s).ToArray()),
+            ["train_step"] = new JsonObject
+            {
+                ["no_grad_steps_before_window"] = SdMeasurement.NoGradStepsBeforeWindow, ["guidance_scale"] = SdMeasurement.GuidanceScale,
+                ["lora_rank"] = SdMeasurement.LoraRank, ["lambda"] = SdMeasurement.Lambda,
+                ["note"] = "short chains: the window's steps plus a few without grad; a full 50-step chain adds ~48 no-grad UNet calls per image",
+            },
+            ["peer"] = peer is null ? null : peerInfo ?? new JsonObject(),
+            ["figures"] = figures,
+            ["complete"] = !failed,
+        };
+    }
+
+    /// <summary>One figure in a line for progress output.</summary>
+    static string Line(JsonObject row)
+    {
+        string Side(JsonNode? s) => s is null ? "-" : s["error"] is { } e ? $"error ({e})" : $"{s["median_s"]:0.###} s, peak {s["peak_rss_mib"]:0} MiB";
+        var r = row["ours_over_peer"];
+        return $"{row["name"]} {row["size"]}px: ours {Side(row["ours"])}; peer {Side(row["peer"])}" +
+            (r is null ? "" : $"; ratio time {r["time"]}, peak {r["peak_rss"]}");
+    }
+
+    static JsonObject Summary(JsonObject r)
+    {
+        if (r["error"] is not null) return r;
+        var times = r["seconds"]!.AsArray().Select(n => n!.GetValue<double>()).Order().ToList();
+        return new JsonObject
+        {
+            ["median_s"] = Math.Round(times[times.Count / 2], 3), ["min_s"] = Math.Round(times[0], 3),
+            ["seconds"] = new JsonArray(times.Select(t => (JsonNode)Math.Round(t, 3)).ToArray()),
+            ["peak_rss_mib"] = Math.Round(r["peak_rss_mib"]!.GetValue<double>(), 0),
+            ["model_rss_mib"] = r["model_rss_mib"] is { } m ? Math.Round(m.GetValue<double>(), 0) : null,
+        };
+    }
+
+    static JsonObject? Ratios(JsonObject mine, JsonObject theirs)
+    {
+        if (mine["error"] is not null || theirs["error"] is not null) return null;
+        double Median(JsonObject r) => r["seconds"]!.AsArray().Select(n => n!.GetValue<double>()).Order().ElementAt(r["seconds"]!.AsArray().Count / 2);
+        return new JsonObject
+        {
+            ["time"] = Math.Round(Median(mine) / Median(theirs), 3),
+            ["peak_rss"] = Math.Round(mine["peak_rss_mib"]!.GetValue<double>() / theirs["peak_rss_mib"]!.GetValue<double>(), 3),
+        };
+    }
+
+    /// <summary>
+    /// Runs a child and returns its last stdout line parsed as a JSON object; a child that fails, times out or prints no
+    /// JSON gives <c>{"error": ...}</c> with its exit code and last stderr line, so the report shows the failure.
+    /// </summary>
+    public static JsonObject RunChild(ChildCommand c, TimeSpan? timeout = null)
+    {
+        var psi = new ProcessStartInfo(c.FileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in c.Arguments) psi.ArgumentList.Add(a);
+        if (c.Environment is not null) foreach (var (k, v) in c.Environment) psi.Environment[k] = v;
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {c.FileName}");
+        var stderr = new List<string>();
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.Add(e.Data); };
+        p.BeginErrorReadLine();
+        var stdoutTask = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(timeout ?? Timeout.InfiniteTimeSpan))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit();
+            return new JsonObject { ["error"] = $"timed out after {timeout!.Value.TotalSeconds:F0} s" };
+        }
+        p.WaitForExit();
+        var stdout = stdoutTask.Result;
+        var last = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault();
+        string Tail() { lock (stderr) return stderr.LastOrDefault(l => l.Trim().Length > 0) ?? "(no stderr)"; }
+        if (p.ExitCode != 0) return new JsonObject { ["error"] = $"exit code {p.ExitCode}: {Tail()}" };
+        try
+        {
+            return JsonNode.Parse(last ?? "") as JsonObject ?? new JsonObject { ["error"] = $"printed no JSON object: {last}" };
+        }
+        catch (JsonException) { return new JsonObject { ["error"] = $"printed no JSON object: {last}" }; }
+    }
+}
