@@ -99,7 +99,7 @@ public sealed class FocusNFixTrainer : IDisposable
         foreach (var p in _pipe.Unet.parameters().Concat(_pipe.TextEncoder.parameters())) p.requires_grad = false;
         if (_pipe.Vae != null) foreach (var p in _pipe.Vae.parameters()) p.requires_grad = false;
         // With checkpointing the window's UNet recomputes and the differentiable VAE decode keep block inputs only.
-        _pipe.ActivationCheckpointing = config.Draft.Checkpointing;
+        _pipe.ActivationCheckpointing = config.Draft.ActivationCheckpointing;
 
         _ownsReward = reward is null;
         _reward = reward ?? RewardFactory.CreateRewards(config.Rewards, _pipe.Device);

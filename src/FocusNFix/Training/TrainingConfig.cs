@@ -199,6 +199,12 @@ public sealed class DraftConfig
     public int K { get; set; } = 2;
     /// <summary>Recompute each UNet call in backward instead of storing its activations (memory grows only by the saved inputs).</summary>
     public bool Checkpointing { get; set; } = true;
+    /// <summary>
+    /// Also recompute every resnet and transformer block of the UNet and the VAE decoder in backward, so the window
+    /// keeps only block inputs: what Stable-Diffusion-sized models need to fit (fnf bench --preset); on small models it
+    /// only costs one more forward per window step.
+    /// </summary>
+    public bool ActivationCheckpointing { get; set; }
 }
 
 public sealed class LoraSection

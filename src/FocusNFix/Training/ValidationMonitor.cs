@@ -88,7 +88,7 @@ public sealed class ValidationMonitor : IDisposable
         if (_baseImages is null) SetBase(images);
         double Mean(Tensor t) => t.to(ScalarType.Float64).mean().item<double>();
         var guards = _guards.ToDictionary(g => g.Name, g => Mean(g.Reward.Score(images, prompts)));
-        var psnr = RegionConstraint.PsnrOutside(images, _baseImages, _baseMasks!).Where(v => !double.IsNaN(v)).OrderBy(v => v).ToArray();
+        var psnr = RegionConstraint.PsnrOutside(images, _baseImages!, _baseMasks!).Where(v => !double.IsNaN(v)).OrderBy(v => v).ToArray();
         double median = psnr.Length == 0 ? double.NaN : psnr.Length % 2 == 1 ? psnr[psnr.Length / 2]
             : psnr[psnr.Length / 2 - 1] == psnr[psnr.Length / 2] ? psnr[psnr.Length / 2] : (psnr[psnr.Length / 2 - 1] + psnr[psnr.Length / 2]) / 2;
         var point = new MonitorPoint(step, Mean(_target.Score(images, prompts)), guards, median);
