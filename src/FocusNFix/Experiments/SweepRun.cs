@@ -30,9 +30,22 @@ public sealed class SweepRun
     public SweepPlan Plan { get; }
     readonly EarlierOutput _earlier;
 
-    public SweepRun(SweepPlan plan, EarlierOutput earlier)
+    /// <summary>
+    /// Which part of the grid this process works on (<c>fnf sweep --shard i/n</c>): setting k (in grid order, the
+    /// sampling baselines as one unit after the trained settings) belongs to shard k mod n, which trains all its seeds
+    /// and evaluates it. Shards share the folder (one file system); when all are done, an unsharded --resume finds every
+    /// run and figure cached and writes the report, identical to an unsharded sweep's.
+    /// </summary>
+    public EvalShard Shard { get; }
+
+    public SweepRun(SweepPlan plan, EarlierOutput earlier, EvalShard? shard = null)
     {
         Plan = plan;
+        Shard = shard ?? EvalShard.Whole;
+        // Shards start side by side in one folder: each continues whatever the others have begun.
+        if (!Shard.IsWhole && earlier == EarlierOutput.Refuse) earlier = EarlierOutput.Resume;
+        if (!Shard.IsWhole && earlier == EarlierOutput.Overwrite)
+            throw new InvalidInputException($"--shard {Shard} with --overwrite: expected no --overwrite for a shard (it would delete the other shards' work); clear the folder with an unsharded --overwrite first");
         _earlier = earlier;
         var configPath = Path.Combine(plan.Config.OutputDir, SweepPlan.ConfigFile);
         var occupied = plan.OwnedPaths.Where(OutputPaths.Occupied).ToList();
@@ -42,10 +55,13 @@ public sealed class SweepRun
                 throw new InvalidInputException($"{occupied[0]}: an earlier sweep is in {plan.Config.OutputDir}; pass --resume to continue it, --overwrite to start over, or choose another output folder");
             if (earlier == EarlierOutput.Resume)
             {
+                // A shard may find the folder begun by another shard that has not written sweep.json yet.
                 if (!File.Exists(configPath))
-                    throw new InvalidInputException($"{configPath}: not found, so the sweep's files in {plan.Config.OutputDir} cannot be matched to this grid; pass --overwrite to start over");
-                var stored = SweepConfig.Load(configPath);
-                if (stored.ToJson() != plan.Config.ToJson())
+                {
+                    if (Shard.IsWhole)
+                        throw new InvalidInputException($"{configPath}: not found, so the sweep's files in {plan.Config.OutputDir} cannot be matched to this grid; pass --overwrite to start over");
+                }
+                else if (SweepConfig.Load(configPath).ToJson() != plan.Config.ToJson())
                     throw new InvalidInputException($"{configPath}: the earlier sweep had other settings than this one; resume it with that file as --config, or pass --overwrite to start over");
             }
             else
@@ -64,7 +80,7 @@ public sealed class SweepRun
     /// <param name="announce">told "[i/n] setting, seed" before each run.</param>
     public void TrainAll(Func<TrainingConfig, bool, string> train, Action<string>? announce = null)
     {
-        var jobs = Plan.Settings.Where(s => s.Trained).SelectMany(s => Plan.Config.TrainSeeds.Select(seed => (s, seed))).ToList();
+        var jobs = Plan.Settings.Where(s => s.Trained && Mine(s)).SelectMany(s => Plan.Config.TrainSeeds.Select(seed => (s, seed))).ToList();
         for (int i = 0; i < jobs.Count; i++)
         {
             var (setting, seed) = jobs[i];
@@ -88,7 +104,7 @@ public sealed class SweepRun
             rows.AddRange(found.Where(r => r.Setting != BaseSetting || !haveBase));
             haveBase |= found.Any(r => r.Setting == BaseSetting);
         }
-        foreach (var setting in Plan.Settings.Where(s => s.Trained))
+        foreach (var setting in Plan.Settings.Where(s => s.Trained && Mine(s)))
         {
             var dir = Plan.EvalDir(setting);
             var loras = Plan.Config.TrainSeeds.Select(seed => ($"seed{seed}", Path.Combine(Plan.RunDir(setting, seed), FocusNFixTrainer.FinalPeftName))).ToList();
@@ -107,7 +123,7 @@ public sealed class SweepRun
             }));
         }
         var variants = Plan.Settings.Where(s => !s.Trained).ToList();
-        if (variants.Count > 0)
+        if (variants.Count > 0 && Mine(variants[0]))
             Add(Figures(Plan.SamplingEvalDir, () =>
             {
                 var result = Plan.Demo.EvaluateOn(Plan.Split, Array.Empty<(string, string)>(), variants.Select(Plan.Variant).ToList(), new Dictionary<string, string>(),
@@ -115,6 +131,14 @@ public sealed class SweepRun
                 return result.Images.Select(im => new SweepRow { Setting = im.Method, PromptIndex = im.PromptIndex, EvalSeed = im.Seed, Metrics = im.Metrics }).ToList();
             }));
         return rows;
+    }
+
+    /// <summary>Whether <paramref name="s"/> is this shard's: its unit is its index among the trained settings, or one past them for every sampling setting.</summary>
+    public bool Mine(SweepSetting s)
+    {
+        var trained = Plan.Settings.Where(x => x.Trained).ToList();
+        int unit = s.Trained ? trained.IndexOf(s) : trained.Count;
+        return unit % Shard.Count == Shard.Index;
     }
 
     /// <summary>The figures of one evaluation folder: read when complete, else (re)computed from scratch and written last.</summary>

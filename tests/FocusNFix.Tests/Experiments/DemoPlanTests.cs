@@ -39,5 +39,5 @@ public class DemoPlanTests
 
     [Fact]
     public void UnknownDefectIsRefused() =>
-        Assert.Contains("expected hazard or glitch", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, "/tmp/x", "blur", 60, 1)).Message);
+        Assert.Contains("expected hazard, glitch or rot", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, "/tmp/x", "blur", 60, 1)).Message);
 }
