@@ -123,7 +123,7 @@ public sealed class SweepConfig
         if (PromptLimit is < 1) Fail("prompt_limit", PromptLimit, "at least 1, or null for every prompt of the split");
         if (EvalSeeds is < 1 or > 1000) Fail("eval_seeds", EvalSeeds, "1 to 1000 seeds per prompt");
         if (TrainSeeds is null || TrainSeeds.Count == 0) Fail("train_seeds", TrainSeeds, "at least one training seed");
-        if (TrainSeeds!.Distinct().Count() != TrainSeeds.Count) Fail("train_seeds", TrainSeeds, "distinct seeds");
+        if (TrainSeeds!.Distinct().Count() != TrainSeeds!.Count) Fail("train_seeds", TrainSeeds, "distinct seeds");
         if (TrainSeeds.Any(s => s < 0)) Fail("train_seeds", TrainSeeds, "non-negative seeds");
         if (Steps is < 1 or > 1_000_000) Fail("steps", Steps, "1 to 1000000 training steps per run");
         if (Selection is null) Fail("selection", null, "an object (min_psnr_outside, max_alignment_drop)");
