@@ -40,19 +40,20 @@ public static class WorldModelsCommand
 
     public static Command TrainJudge()
     {
+        var world = new Option<string?>("--world") { Description = $"world.json (default: {WorldFolder.Bundled}/world.json if present, else the built-in default world)" };
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => Path.Combine(WorldFolder.DefaultOut, "judge") };
         var steps = new Option<int>("--steps") { Description = "Training steps", DefaultValueFactory = _ => 1500 };
         var seed = new Option<long>("--seed") { Description = "Seed", DefaultValueFactory = _ => 0 };
         var logdir = new Option<string>("--logdir") { Description = "TensorBoard folder", DefaultValueFactory = _ => "runs/world-judge" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Replace the model files at --out (otherwise that is an error)" };
         var threads = CommonOptions.Threads(defaultThreads: 1);
-        var cmd = new Command("train-judge", "Train the alignment judge (colour and shape per place) on rendered scenes") { output, steps, seed, logdir, overwrite, threads };
+        var cmd = new Command("train-judge", "Train the alignment judge (colour and shape per place) on rendered scenes") { world, output, steps, seed, logdir, overwrite, threads };
         cmd.SetAction(CliErrors.Action(pr =>
         {
             CommonOptions.ApplyThreads(pr.GetValue(threads));
             var options = new JudgeTrainingRun.Options
             {
-                OutDir = pr.GetValue(output)!, Steps = pr.GetValue(steps), Seed = pr.GetValue(seed), LogDir = pr.GetValue(logdir)!,
+                WorldPath = pr.GetValue(world), OutDir = pr.GetValue(output)!, Steps = pr.GetValue(steps), Seed = pr.GetValue(seed), LogDir = pr.GetValue(logdir)!,
                 Overwrite = pr.GetValue(overwrite), CommandLine = WorldCommand.CommandLine(),
             };
             var result = Progress.RunPhases(report => JudgeTrainingRun.Run(options, report));
