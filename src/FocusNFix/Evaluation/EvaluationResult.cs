@@ -118,6 +118,8 @@ public sealed class EvaluationResult
     /// <summary>Free-form facts: commands, wall time, configuration.</summary>
     public Dictionary<string, string> Notes { get; set; } = new();
     public List<PictureRow> Rows { get; set; } = new();
+    /// <summary>How the picture rows were chosen, as one sentence for the report ("" when not recorded).</summary>
+    public string PictureRowRule { get; set; } = "";
 
     /// <summary>Aggregates one method's images (see <see cref="MethodSummary"/> for the rules).</summary>
     public static MethodSummary Summarise(string method, IEnumerable<ImageRecord> images)
@@ -213,6 +215,7 @@ public sealed class EvaluationResult
         Prompts = (Prompts ?? new()).Select(p => p ?? "").ToList();
         Seeds ??= new();
         Notes ??= new();
+        PictureRowRule ??= "";
         Images = (Images ?? new()).Where(i => i is not null).ToList();
         foreach (var i in Images) { i.Prompt ??= ""; i.Method ??= ""; i.ImagePath ??= ""; i.Metrics ??= new(); }
         Summaries = (Summaries ?? new()).Where(s => s is not null).ToList();

@@ -124,14 +124,14 @@ public static class Evaluator
             // Disposing the LoRA removes its hooks and frees its weights (detaching alone left them to the garbage collector).
             finally { lora?.Dispose(); }
         }
-        var offered = WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, s, outDir,
+        var offered = WritePictureRows(result, baseImages!, baseHeat!, baseMasks!, jobs, positions, s, outDir,
             (k, method) => Info(pipe, s, jobs[k], baseImages![k], method, methods.First(m => m.Method == method).Lora, s.Variants.FirstOrDefault(v => v.Method == method)));
         if (!s.Shard.IsWhole)
             new ShardInfo
             {
                 Index = s.Shard.Index, Count = s.Shard.Count, BatchSize = s.BatchSize, PictureRows = s.PictureRows, TotalJobs = allJobs.Count,
                 Positions = positions,
-                Rows = offered.Select(o => new ShardRow { Position = positions[o.Job], MaskNonEmpty = o.NonEmpty, Row = o.Row }).ToList(),
+                Rows = offered.Select(o => new ShardRow { Position = positions[o.Job], MaskNonEmpty = o.NonEmpty, Spread = o.Spread, Row = o.Row }).ToList(),
             }.Save(outDir);
         result.Curves.AddRange(curves);
         result.ComputeSummaries();
@@ -273,15 +273,18 @@ public static class Evaluator
         return rows;
     }
 
-    /// <summary>Writes the picture rows' files and adds the rows; returns each with its job and whether its mask is non-empty.</summary>
-    static List<(PictureRow Row, int Job, bool NonEmpty)> WritePictureRows(EvaluationResult r, Tensor baseImages, Tensor heat, Tensor masks,
-        List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string outDir, Func<int, string, GenerationInfo> info)
+    /// <summary>Writes the picture rows' files and adds the rows (<see cref="PictureRowChoice"/>); returns each with its job, whether its mask is non-empty and its spread.</summary>
+    static List<(PictureRow Row, int Job, bool NonEmpty, double Spread)> WritePictureRows(EvaluationResult r, Tensor baseImages, Tensor heat, Tensor masks,
+        List<(int Index, string Prompt, long Seed)> jobs, IReadOnlyList<int> positions, EvalSetup s, string outDir, Func<int, string, GenerationInfo> info)
     {
-        // Rows with a non-empty mask first: those are the images the fix is about.
+        // The rows where the methods differ most show what each did; ties go to a non-empty mask, the images the fix is about.
         bool[] nonEmpty;
         using (NewDisposeScope()) nonEmpty = Enumerable.Range(0, jobs.Count).Select(k => masks[k].sum().item<float>() > 0).ToArray();
-        var order = Enumerable.Range(0, jobs.Count).OrderByDescending(k => nonEmpty[k]).ThenBy(k => k).Take(s.PictureRows).ToList();
-        var written = new List<(PictureRow Row, int Job, bool NonEmpty)>();
+        var byPair = r.Images.ToLookup(i => (i.PromptIndex, i.Seed));
+        var spreads = jobs.Select(j => PictureRowChoice.Spread(byPair[(j.Index, j.Seed)], s.TargetName)).ToArray();
+        var order = PictureRowChoice.Order(spreads, nonEmpty, positions, s.PictureRows);
+        r.PictureRowRule = PictureRowChoice.Rule(s.TargetName, r.Methods.Count);
+        var written = new List<(PictureRow Row, int Job, bool NonEmpty, double Spread)>();
         foreach (var k in order)
         {
             using var rowScope = NewDisposeScope();
@@ -303,7 +306,7 @@ public static class Evaluator
                 Images.SavePng(diff, Path.Combine(outDir, row.DiffMaps[m]), info(k, m).As("diff").PngText());
             }
             r.Rows.Add(row);
-            written.Add((row, k, nonEmpty[k]));
+            written.Add((row, k, nonEmpty[k], spreads[k]));
         }
         return written;
     }

@@ -22,7 +22,7 @@ public static class ReportHtml
         table.metrics th { background: #f6f8fa; }
         table.metrics td.num { text-align: right; }
         table.metrics .target { background: #fff8c5; }
-        .pos { color: #1a7f37; } .neg { color: #cf222e; }
+        .better { color: #1a7f37; } .worse { color: #cf222e; }
         .note { color: #59636e; font-size: 0.9em; }
         .plots { display: flex; flex-wrap: wrap; gap: 12px; }
         .plots figure { margin: 0; border: 1px solid #d0d7de; padding: 6px; }
@@ -63,6 +63,7 @@ public static class ReportHtml
         sb.Append("</p>\n");
 
         AppendMetrics(sb, r);
+        AppendGlossary(sb, r);
         AppendPlots(sb, plots);
         AppendPictures(sb, r);
         AppendImageMetrics(sb, r);
@@ -96,7 +97,7 @@ public static class ReportHtml
         if (deltas is null) return;
         var (dColumns, rows) = deltas.Value;
         sb.Append("<h3>Change vs ").Append(E(r.BaseMethod)).Append("</h3>\n<table class=\"metrics\">\n<tr><th>method</th>");
-        foreach (var c in dColumns) sb.Append("<th").Append(TargetClass(r, c)).Append(">Δ ").Append(E(c)).Append("</th>");
+        foreach (var c in dColumns) sb.Append("<th").Append(TargetClass(r, c)).Append(">Δ ").Append(E(c)).Append(' ').Append(FigureGlossary.Describe(c).Arrow).Append("</th>");
         sb.Append("</tr>\n");
         foreach (var (method, values) in rows)
         {
@@ -104,13 +105,28 @@ public static class ReportHtml
             foreach (var c in dColumns)
             {
                 if (!values.TryGetValue(c, out var v)) { sb.Append("<td class=\"num\">").Append(ReportWriter.Missing).Append("</td>"); continue; }
-                var sign = v > 0 ? " pos" : v < 0 ? " neg" : "";
-                sb.Append("<td class=\"num").Append(c == r.TargetMetric ? " target" : "").Append(sign).Append("\">")
+                sb.Append("<td class=\"num").Append(c == r.TargetMetric ? " target" : "").Append(GoodnessClass(c, v)).Append("\">")
                   .Append(E(ReportWriter.FormatSigned(v))).Append("</td>");
             }
             sb.Append("</tr>\n");
         }
-        sb.Append("</table>\n<p class=\"note\">Green / red mark an increase / decrease, which is not always better / worse.</p>\n");
+        sb.Append("</table>\n<p class=\"note\">Green: better than ").Append(E(r.BaseMethod)).Append(", red: worse, by each figure's direction in the glossary (↑ higher is better, ↓ lower is better); uncoloured: no change or a figure with no better side.</p>\n");
+    }
+
+    /// <summary>The CSS class of a change: "better" or "worse" by the figure's direction in the glossary, never by the sign alone.</summary>
+    internal static string GoodnessClass(string figure, double delta) => FigureGlossary.Goodness(figure, delta) switch
+    {
+        > 0 => " better",
+        < 0 => " worse",
+        _ => "",
+    };
+
+    static void AppendGlossary(StringBuilder sb, EvaluationResult r)
+    {
+        var figures = ReportWriter.GlossaryFigures(r);
+        if (figures.Count == 0) return;
+        sb.Append("<h2 id=\"glossary\">Glossary</h2>\n").Append(FigureGlossary.Html(figures))
+          .Append("<p class=\"note\">").Append(E(FigureGlossary.Legend)).Append("</p>\n");
     }
 
     static void AppendPlots(StringBuilder sb, IReadOnlyList<PlotFile> plots)
@@ -135,7 +151,9 @@ public static class ReportHtml
         var records = r.Images.GroupBy(i => (i.PromptIndex, i.Seed, i.Method)).ToDictionary(g => g.Key, g => g.First());
         sb.Append("<h2 id=\"pictures\">Pictures</h2>\n<p class=\"note\">Each row: the base model's image, the heatmap over it, the mask (white = may change), ")
           .Append("then each fine-tuned model's image from the same seed with its difference to the base image under it ")
-          .Append("(largest channel difference ×4, black = unchanged).</p>\n");
+          .Append("(largest channel difference ×4, black = unchanged).");
+        if (r.PictureRowRule.Length > 0) sb.Append(' ').Append(E(r.PictureRowRule));
+        sb.Append("</p>\n");
         foreach (var row in r.Rows)
         {
             sb.Append("<div class=\"row\"><h3>#").Append(row.PromptIndex).Append(": ").Append(E(row.Prompt))

@@ -9,7 +9,8 @@ public sealed record PlotFile(string RelativePath, string Caption, string Kind);
 
 /// <summary>
 /// The report's plots, rendered headless with ScottPlot 5 (SkiaSharp): one line plot per training-curve value
-/// (each method a line, against the step) and one bar chart per aggregate metric (one bar per method).
+/// (each method a line against the step, smoothed by <see cref="CurveSmoothing"/> with its raw values faint behind it)
+/// and one bar chart per aggregate metric (one bar per method).
 /// </summary>
 public static class ReportPlots
 {
@@ -38,10 +39,12 @@ public static class ReportPlots
                 .Where(l => l.Points.Count > 0).ToList();
             if (lines.Count == 0) continue;
             var name = FileFor("curve", key);
-            var bytes = CurvePng(key, lines.Select(l => (l.Method, ColourOf(l.Method), l.Points.Select(p => (double)p.Step).ToArray(),
+            // One span for every line of a plot, so the methods are smoothed alike.
+            int span = CurveSmoothing.SpanFor(lines.Max(l => l.Points.Count));
+            var bytes = CurvePng(key, span, lines.Select(l => (l.Method, ColourOf(l.Method), l.Points.Select(p => (double)p.Step).ToArray(),
                                                          l.Points.Select(p => p.Values[key]).ToArray())).ToList());
             AtomicFile.WriteAllBytes(Path.Combine(folder, name), bytes);
-            plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} against training step", "curve"));
+            plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} {FigureGlossary.Describe(key).Arrow} against training step; {CurveSmoothing.Description(span)}", "curve"));
         }
 
         var summaries = ReportWriter.OrderedSummaries(r);
@@ -68,13 +71,23 @@ public static class ReportPlots
 
     static Plot NewPlot() => new();
 
-    static byte[] CurvePng(string key, List<(string Method, Color Colour, double[] Steps, double[] Values)> lines)
+    static byte[] CurvePng(string key, int span, List<(string Method, Color Colour, double[] Steps, double[] Values)> lines)
     {
         var plot = NewPlot();
         try
         {
-            foreach (var (method, colour, steps, values) in lines)
+            foreach (var (method, colour, steps, rawValues) in lines)
             {
+                var values = rawValues;
+                if (span > 1 && steps.Length > 1)
+                {
+                    // The raw values stay visible, faint, behind the smoothed line: the noise is information too.
+                    var raw = plot.Add.ScatterLine(steps, rawValues);
+                    raw.Color = colour.WithAlpha(0.25);
+                    raw.LineWidth = 1;
+                    raw.MarkerSize = 0;
+                    values = CurveSmoothing.Ema(values, span);
+                }
                 var line = steps.Length == 1 ? plot.Add.Scatter(steps, values) : plot.Add.ScatterLine(steps, values);
                 line.LegendText = method;
                 line.Color = colour;
@@ -82,7 +95,7 @@ public static class ReportPlots
                 line.MarkerSize = steps.Length <= 30 ? 5 : 0;
                 if (steps.Length == 1) line.MarkerSize = 7;
             }
-            plot.Title(key);
+            plot.Title(span > 1 ? $"{key} (EMA over {span} points; raw faint)" : key);
             plot.XLabel("training step");
             plot.YLabel(key);
             if (lines.Count > 1) plot.ShowLegend(Edge.Right);  // outside the data area: it never hides a line

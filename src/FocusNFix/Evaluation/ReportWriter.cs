@@ -74,7 +74,7 @@ public static class ReportWriter
         var (columns, rows) = d.Value;
         var sb = new StringBuilder();
         sb.Append("| method |");
-        foreach (var c in columns) sb.Append(' ').Append(MdCell("Δ " + c)).Append(" |");
+        foreach (var c in columns) sb.Append(' ').Append(MdCell("Δ " + c + " " + FigureGlossary.Describe(c).Arrow)).Append(" |");
         sb.Append('\n').Append("| --- |");
         foreach (var _ in columns) sb.Append(" ---: |");
         sb.Append('\n');
@@ -97,7 +97,12 @@ public static class ReportWriter
         if (r.TargetMetric is not null) sb.Append("; target metric: `").Append(r.TargetMetric).Append('`');
         sb.Append("\n\n## Metrics\n\n").Append(MarkdownTable(r)).Append('\n').Append(AggregationNote(r)).Append("\n\n");
         var delta = MarkdownDeltaTable(r);
-        if (delta is not null) sb.Append("### Change vs ").Append(r.BaseMethod).Append("\n\n").Append(delta).Append('\n');
+        if (delta is not null)
+            sb.Append("### Change vs ").Append(r.BaseMethod).Append("\n\n").Append(delta).Append('\n')
+              .Append("Each header's arrow says which direction is better (see the glossary).\n\n");
+        var glossary = GlossaryFigures(r);
+        if (glossary.Count > 0)
+            sb.Append("## Glossary\n\n").Append(FigureGlossary.Markdown(glossary)).Append('\n').Append(FigureGlossary.Legend).Append("\n\n");
 
         if (plots.Count > 0)
         {
@@ -109,6 +114,7 @@ public static class ReportWriter
         if (r.Rows.Count > 0)
         {
             sb.Append("## Pictures\n\n");
+            if (r.PictureRowRule.Length > 0) sb.Append(r.PictureRowRule).Append("\n\n");
             var methods = PictureMethods(r);
             sb.Append("| prompt | seed | base | heatmap | mask |");
             foreach (var m in methods) sb.Append(' ').Append(MdCell(m)).Append(" |");
@@ -232,6 +238,10 @@ public static class ReportWriter
     }
 
     internal static string FormatSigned(double v) => double.IsFinite(v) && v > 0 ? "+" + Format(v) : Format(v);
+
+    /// <summary>Every figure the report shows (aggregates, then training-curve values), for the glossary.</summary>
+    internal static List<string> GlossaryFigures(EvaluationResult r) =>
+        MetricColumns(r).Concat(r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys)).Distinct().ToList();
 
     internal static List<MethodSummary> OrderedSummaries(EvaluationResult r)
     {

@@ -8,13 +8,15 @@ public sealed class ShardRow
 {
     public int Position { get; set; }
     public bool MaskNonEmpty { get; set; }
+    /// <summary>The row's <see cref="PictureRowChoice.Spread"/> (0 in a shard.json written before rows were chosen by it).</summary>
+    public double Spread { get; set; }
     public PictureRow Row { get; set; } = new();
 }
 
 /// <summary>
 /// shard.json, written beside a shard's report: which shard it is, how the jobs were cut, and the picture rows it
 /// offers (its own best <see cref="EvalSetup.PictureRows"/>: the whole run's rows are among the shards' offers, because
-/// rows are chosen by (non-empty mask first, then position)). <c>fnf eval merge</c> reads it.
+/// rows are chosen by one total order, <see cref="PictureRowChoice"/>). <c>fnf eval merge</c> reads it.
 /// </summary>
 public sealed class ShardInfo
 {

@@ -50,9 +50,11 @@ public static class ShardMerge
         }
         if (merged.Images.Count != first.Info.TotalJobs * methods.Count)
             throw new InvalidInputException($"eval merge: the shards hold {merged.Images.Count} image records, expected {first.Info.TotalJobs} images x {methods.Count} methods");
-        // The unsharded choice: non-empty masks first, then by position; every shard offered its best rows.
-        var rows = shards.SelectMany(s => s.Info.Rows.Select(r => (s.Dir, Offer: r)))
-            .OrderByDescending(x => x.Offer.MaskNonEmpty).ThenBy(x => x.Offer.Position).Take(first.Info.PictureRows);
+        // The unsharded choice (PictureRowChoice's order); every shard offered its best rows.
+        var offers = shards.SelectMany(s => s.Info.Rows.Select(r => (s.Dir, Offer: r))).ToList();
+        var rows = PictureRowChoice.Order(offers.Select(o => o.Offer.Spread).ToList(), offers.Select(o => o.Offer.MaskNonEmpty).ToList(),
+            offers.Select(o => o.Offer.Position).ToList(), first.Info.PictureRows).Select(k => offers[k]);
+        merged.PictureRowRule = first.Report.PictureRowRule;
         foreach (var (dir, offer) in rows)
         {
             var row = offer.Row;
