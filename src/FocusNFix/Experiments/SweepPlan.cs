@@ -90,7 +90,8 @@ public sealed class SweepPlan
     {
         OwnRunsDir, EvalsDir, Path.Combine(Config.OutputDir, "originals"), Path.Combine(Config.OutputDir, "originals-refl"),
         Path.Combine(Config.OutputDir, ConfigFile), Path.Combine(Config.OutputDir, SweepReport.JsonFile),
-        Path.Combine(Config.OutputDir, SweepReport.MarkdownFile), Path.Combine(Config.OutputDir, SweepReport.PlotFolder),
+        Path.Combine(Config.OutputDir, SweepReport.MarkdownFile), Path.Combine(Config.OutputDir, SweepReport.FullMarkdownFile),
+        Path.Combine(Config.OutputDir, SweepReport.PlotFolder),
     };
 
     public TrainingConfig TrainingConfig(SweepSetting s, long seed)

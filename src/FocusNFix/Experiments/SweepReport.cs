@@ -26,7 +26,7 @@ public sealed class SweepPoint
 /// </summary>
 public sealed class SweepReport
 {
-    public const string JsonFile = "sweep-report.json", MarkdownFile = "sweep-report.md", PlotFolder = "sweep-plots";
+    public const string JsonFile = "sweep-report.json", MarkdownFile = "sweep-report.md", FullMarkdownFile = "sweep-report-full.md", PlotFolder = "sweep-plots";
 
     public string Defect { get; set; } = "";
     public string Split { get; set; } = "";
@@ -45,6 +45,13 @@ public sealed class SweepReport
     public Dictionary<string, string> Chosen { get; set; } = new();
     public SelectionRule Selection { get; set; } = new();
     public List<SweepPoint> Points { get; set; } = new();
+    /// <summary>Does Focus-N-Fix's front dominate the global constraint's (the box at the top of the report).</summary>
+    public SweepVerdict Verdict { get; set; } = new();
+    /// <summary>The sweep's configuration (sweep.json) and the training recipe its first trained setting ran (the others differ in λ, lr and seed).</summary>
+    public SweepConfig? Config { get; set; }
+    public Training.TrainingConfig? Recipe { get; set; }
+    /// <summary>fnf and TorchSharp versions, commit, thread count (<see cref="RunEnvironment"/>).</summary>
+    public Dictionary<string, string> Versions { get; set; } = new();
 
     /// <summary>The figures reported per point, with the defect figure first.</summary>
     public static IReadOnlyList<string> FiguresFor(string defect) => new[]
@@ -63,7 +70,8 @@ public sealed class SweepReport
         {
             Defect = c.Defect, Split = c.Split, EvalSeeds = c.EvalSeeds, TrainSeeds = c.TrainSeeds.ToList(), Steps = c.Steps, Concept = c.Concept,
             Prompts = rows.Select(r => r.PromptIndex).Distinct().Count(), DefectFigure = figures[0], TradeOffs = TradeOffsFor().ToList(),
-            Selection = c.Selection,
+            Selection = c.Selection, Config = c, Versions = RunEnvironment.Describe(),
+            Recipe = plan.Settings.FirstOrDefault(x => x.Trained) is SweepSetting first ? plan.TrainingConfig(first, c.TrainSeeds.FirstOrDefault()) : null,
         };
         SweepPoint Point(string setting, string method, string label, IEnumerable<SweepRow> mine)
         {
@@ -96,6 +104,7 @@ public sealed class SweepReport
                 foreach (var i in ParetoFront.Of(coords)) pts[i].OnFronts.Add(t);
             }
         }
+        report.Verdict = SweepVerdict.Of(report.Base, report.Points, report.DefectFigure);
         return report;
     }
 
@@ -125,48 +134,16 @@ public sealed class SweepReport
     {
         var plots = WritePlots(Path.Combine(folder, PlotFolder));
         AtomicFile.WriteAllText(Path.Combine(folder, JsonFile), JsonSerializer.Serialize(this, SweepConfig.Json) + "\n");
+        AtomicFile.WriteAllText(Path.Combine(folder, FullMarkdownFile), SweepReportMarkdown.Full(this));
         AtomicFile.WriteAllText(Path.Combine(folder, MarkdownFile), Markdown(plots.Select(p => $"{PlotFolder}/{p}").ToList()));
     }
 
-    public string Markdown(IReadOnlyList<string> plots)
-    {
-        var sb = new StringBuilder();
-        sb.AppendLine($"# Sweep: fixing the {Defect} defect ({Split} prompts)");
-        sb.AppendLine();
-        sb.AppendLine($"{Prompts} prompts x {EvalSeeds} evaluation seed(s); trained settings: {Steps} steps, training seeds {string.Join(", ", TrainSeeds)}. " +
-                      "Each figure: point estimate [bootstrap 95% interval over prompts and training seeds]; rates and accuracies in %, PSNR in dB (median), " +
-                      "other figures as means. Training-free baselines (SLD, negative prompt) have no training seed.");
-        if (Concept != null) sb.AppendLine($"SLD and the negative prompt steer away from \"{Concept}\".");
-        if (Command.Length > 0) sb.AppendLine($"\nCommand: `{Command}`");
-        sb.AppendLine();
-        var figures = new[] { Base }.Concat(Points).SelectMany(p => p.Figures.Keys).Distinct().ToList();
-        if (Split == "val")
-        {
-        var rule = FormattableString.Invariant(
-            $"Chosen per method (marked *): the lowest {DefectFigure} among settings with median psnr_outside >= {Selection.MinPsnrOutside} dB and judge_alignment within {Selection.MaxAlignmentDrop} of the base model's, else the highest psnr_outside.");
-        sb.AppendLine(rule + (Split == "val"
-            ? " Run the chosen settings once on the test prompts with `fnf sweep --final-from <this folder>`."
-            : ""));
-        }
-        else sb.AppendLine("This is a test sweep: its figures are the final ones; the settings were chosen on val.");
-        sb.AppendLine();
-        sb.AppendLine("| method | settings | " + string.Join(" | ", figures) + " | on front (" + string.Join(", ", TradeOffs) + ") |");
-        sb.AppendLine("|---|---|" + string.Concat(figures.Select(_ => "---|")) + "---|");
-        foreach (var p in new[] { Base }.Concat(Points))
-        {
-            var cells = figures.Select(f => p.Figures.TryGetValue(f, out var e) ? Show(f, e) : "");
-            var fronts = string.Join(", ", TradeOffs.Select(t => p.OnFronts.Contains(t) ? "yes" : "no"));
-            var chosen = Chosen.TryGetValue(p.Method, out var id) && id == p.Setting ? " *" : "";
-            sb.AppendLine($"| {p.Method} | {p.Label}{chosen} | {string.Join(" | ", cells)} | {(p == Base ? "" : fronts)} |");
-        }
-        sb.AppendLine();
-        foreach (var plot in plots) sb.AppendLine($"![{Path.GetFileNameWithoutExtension(plot)}]({plot})");
-        return sb.ToString();
-    }
+    /// <summary>sweep-report.md: the verdict box, the narrow table, the plots, the glossary, hyperparameters and versions.</summary>
+    public string Markdown(IReadOnlyList<string> plots) => SweepReportMarkdown.Summary(this, plots);
 
-    static bool IsRate(string figure) => figure.StartsWith("oracle_", StringComparison.Ordinal);
+    internal static bool IsRate(string figure) => figure.StartsWith("oracle_", StringComparison.Ordinal);
 
-    static string Show(string figure, Estimate e)
+    internal static string Show(string figure, Estimate e)
     {
         double k = IsRate(figure) ? 100 : 1;
         string F(double v) => double.IsNaN(v) ? "n/a" : double.IsPositiveInfinity(v) ? "inf" : (v * k).ToString(IsRate(figure) || figure.StartsWith("psnr", StringComparison.Ordinal) ? "F1" : "F3", CultureInfo.InvariantCulture);
