@@ -73,9 +73,15 @@ public sealed class DemoRun
         var result = Plan.Evaluate(_loras, _logs, progress);
         result.Notes["wall_time"] = $"{WallTime.TotalMinutes:F1} min";
         result.Notes["command"] = commandLine;
+        foreach (var (k, v) in RunEnvironment.Describe()) result.Notes["version " + k] = v;
+        foreach (var method in DemoPlan.Methods) result.Notes["recipe " + method] = Recipe(Plan.TrainingConfig(method));
         ReportWriter.Write(result, Plan.OutDir);
         return result;
     }
+
+    /// <summary>One line of the hyperparameters a method trained with (the rest of the recipe is the same for every method).</summary>
+    internal static string Recipe(TrainingConfig c) => FormattableString.Invariant(
+        $"lambda={c.Constraint.Lambda}, norm={c.Constraint.Norm}, space={c.Constraint.Space}, lr={c.Optimizer.LearningRate}, grad_clip={c.Optimizer.GradClip}, warmup={c.Optimizer.WarmupSteps}, steps={c.Train.Steps}, batch={c.Train.BatchSize}, draft={c.Draft.Mode} k={c.Draft.K}, sampling_steps={c.Sampling.Steps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "model default"}, seed={c.Seed}");
 
     public TimeSpan WallTime => _clock.Elapsed;
     public string ReportHtml => Path.Combine(Plan.OutDir, ReportWriter.HtmlFile);
