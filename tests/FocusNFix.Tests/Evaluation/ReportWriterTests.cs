@@ -215,7 +215,8 @@ public sealed class ReportWriterTests : IDisposable
         var md = File.ReadAllText(Path.Combine(_dir, "report.md"));
         Assert.Contains(table, md);
         Assert.Contains("| draft | +0.4 | -0.01 |", md);               // change vs base
-        Assert.Contains("![reward against training step](plots/curve_reward.png)", md);
+        Assert.Matches(@"!\[reward ↑ against training step; [^\]]+\]\(plots/curve_reward\.png\)", md);  // the caption says how it is smoothed
+        Assert.Contains("## Glossary", md);
         Assert.Contains("<img src=\"images/mask/p1_s8.png\"", md);
     }
 
