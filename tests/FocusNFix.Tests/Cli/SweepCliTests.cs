@@ -48,6 +48,15 @@ public class SweepCliTests : IDisposable
         Assert.True(File.Exists(Path.Combine(outDir, SweepReport.PlotFolder, "front_psnr_outside.png")));
         var md = File.ReadAllText(Path.Combine(outDir, SweepReport.MarkdownFile));
         Assert.Contains("| focus-n-fix | lambda=1, lr=0.002 * |", md);  // the only setting, so the chosen one
+        // The verdict box comes first and says plainly there is nothing to compare against (no global constraint swept).
+        Assert.StartsWith("> **Verdict: **No verdict**", md.Split('\n').First(l => l.StartsWith('>')));
+        Assert.Equal(SweepVerdict.NotComparable, report.GetProperty("verdict").GetProperty("outcome").GetString());
+        Assert.Contains($"]({SweepReport.FullMarkdownFile})", md);
+        Assert.Contains("oracle_hazard_residue_share", File.ReadAllText(Path.Combine(outDir, SweepReport.FullMarkdownFile)));
+        Assert.Contains("## Glossary", md);
+        Assert.Contains("| `psnr_outside` | ↑ | dB |", md);
+        Assert.Contains("- torch_threads: `", md);
+        Assert.Contains("\"learning_rates\": [", md);  // the sweep's configuration
 
         // Again without a flag: refused, nothing touched.
         var figures = Path.Combine(outDir, "evals", "focus-n-fix_lambda1_lr0.002", SweepRun.FiguresFile);
