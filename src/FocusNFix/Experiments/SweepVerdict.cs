@@ -196,7 +196,7 @@ public sealed class SweepVerdict
             NoOverlap => "Focus-N-Fix and the global constraint **cannot be compared** (no overlap range)",
             _ => "**No verdict**",
         };
-        sb.AppendLine($"> **Verdict: {headline}**: {Reason}.");
+        sb.AppendLine($"> **Verdict:** {headline}: {Reason}.");
         if (!double.IsNaN(RangeLimit))
             sb.AppendLine($"> Range compared: where both remove ≥ {MinRemovedShare * 100:0}% of the base model's defects ({defectFigure} ≤ {Pct(RangeLimit)}%, base {Pct(Value(basePoint, defectFigure))}%).");
         foreach (var c in AtMatchedDefect)

@@ -49,7 +49,7 @@ public class SweepCliTests : IDisposable
         var md = File.ReadAllText(Path.Combine(outDir, SweepReport.MarkdownFile));
         Assert.Contains("| focus-n-fix | lambda=1, lr=0.002 * |", md);  // the only setting, so the chosen one
         // The verdict box comes first and says plainly there is nothing to compare against (no global constraint swept).
-        Assert.StartsWith("> **Verdict: **No verdict**", md.Split('\n').First(l => l.StartsWith('>')));
+        Assert.StartsWith("> **Verdict:** **No verdict**", md.Split('\n').First(l => l.StartsWith('>')));
         Assert.Equal(SweepVerdict.NotComparable, report.GetProperty("verdict").GetProperty("outcome").GetString());
         Assert.Contains($"]({SweepReport.FullMarkdownFile})", md);
         Assert.Contains("oracle_hazard_residue_share", File.ReadAllText(Path.Combine(outDir, SweepReport.FullMarkdownFile)));
