@@ -312,7 +312,7 @@ public sealed class FocusNFixTrainer : IDisposable
         using var pause = TorchGcPause.Begin();
         int shards = GradientShards, micros = c.Optimizer.GradAccumulation;
         var (firstShard, ownShards) = DataShare.Range(shards, Group.Rank, Group.Size);
-        _shardedGradients ??= shards > 1 || Group.Size > 1 ? new ShardedGradients(Optimizer.Parameters, shards) : null;
+        _shardedGradients ??= shards > 1 || Group.Size > 1 ? new ShardedGradients(Optimizer.Parameters, shards, inShardOrder: c.Train.GradientShards != null) : null;
         // -0 where this process computes nothing: adding it is exact (see ShardedGradients).
         var figures = Enumerable.Repeat(-0.0, shards * ShardFigures).ToArray();
         var kept = new List<Tensor>();

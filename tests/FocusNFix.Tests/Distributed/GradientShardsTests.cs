@@ -43,7 +43,7 @@ public class GradientShardsTests : IDisposable
     static float[][] Computed(IProcessGroup group, int shards)
     {
         var ps = Parameters();
-        var sharded = new ShardedGradients(ps, shards);
+        var sharded = new ShardedGradients(ps, shards, inShardOrder: true);
         var (first, count) = DataShare.Range(shards, group.Rank, group.Size);
         for (int s = first; s < first + count; s++)
         {
