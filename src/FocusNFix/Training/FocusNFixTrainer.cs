@@ -21,8 +21,8 @@ public sealed record TrainStepLog(int Step, double Loss, double Reward, double C
 /// (DRaFT-K) to maximise the rewards while the region constraint keeps the image outside the mask as the original
 /// model drew it. The objectives draft (lambda = 0) and global (mask all zeros) run through the same loop.
 /// Data-parallel over a process group (MPI): every member computes an equal share of each batch's shards, the
-/// shards' gradients are gathered and added in shard order everywhere, and the identical update runs everywhere; rank
-/// 0 alone owns the run folder.
+/// shards' gradients are added over the group (in shard order with train.gradient_shards, which makes the result
+/// independent of the process count), and the identical update runs everywhere; rank 0 alone owns the run folder.
 /// </summary>
 public sealed class FocusNFixTrainer : IDisposable
 {
@@ -301,7 +301,8 @@ public sealed class FocusNFixTrainer : IDisposable
     /// A function of the LoRA weights and the step only, so repeating it from the same state gives the same gradients
     /// bit for bit. Every micro-batch is cut into <see cref="GradientShards"/> equal shards; each process computes its
     /// equal share of the shards, each shard from zeroed gradients over all micro-batches, and the shards' gradients
-    /// and figures are then added in shard order on every process (<see cref="ShardedGradients"/>). The loss is a batch
+    /// are then added over the group, in shard order when train.gradient_shards is set (<see cref="ShardedGradients"/>);
+    /// the figures always are. The loss is a batch
     /// mean, so each shard's mean is scaled by 1 / (shards x micro-batches). With one shard in one process this is
     /// plain accumulation into the gradients.
     /// </summary>
