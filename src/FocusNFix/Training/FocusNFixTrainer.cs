@@ -302,9 +302,8 @@ public sealed class FocusNFixTrainer : IDisposable
     /// bit for bit. Every micro-batch is cut into <see cref="GradientShards"/> equal shards; each process computes its
     /// equal share of the shards, each shard from zeroed gradients over all micro-batches, and the shards' gradients
     /// are then added over the group, in shard order when train.gradient_shards is set (<see cref="ShardedGradients"/>);
-    /// the figures always are. The loss is a batch
-    /// mean, so each shard's mean is scaled by 1 / (shards x micro-batches). With one shard in one process this is
-    /// plain accumulation into the gradients.
+    /// the figures always are. The loss is a batch mean, so each shard's mean is scaled by 1 / (shards x
+    /// micro-batches). With one shard in one process this is plain accumulation into the gradients.
     /// </summary>
     public StepGradients ComputeGradients(int step, bool keepImages = false)
     {
