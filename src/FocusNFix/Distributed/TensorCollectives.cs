@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -11,33 +10,6 @@ namespace FocusNFix.Distributed;
 /// </summary>
 public static class TensorCollectives
 {
-    /// <summary>
-    /// Averages the gradients of <paramref name="parameters"/> over the group in one all-reduce, in place. A parameter
-    /// without a gradient is left out, which is the same on every member: they all ran the same graph. Returns the
-    /// seconds spent in MPI itself.
-    /// </summary>
-    public static double AverageGradients(IProcessGroup group, IReadOnlyList<TorchSharp.Modules.Parameter> parameters)
-    {
-        if (group.Size == 1) return 0;
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var grads = parameters.Select(p => p.grad).OfType<Tensor>().ToList();
-        if (grads.Count == 0) return 0;
-        var flat = cat(grads.Select(g => g.detach().flatten().to(ScalarType.Float32).cpu()).ToList());
-        var buffer = flat.data<float>().ToArray();
-        var clock = Stopwatch.StartNew();
-        group.AllReduceSum(buffer);
-        double seconds = clock.Elapsed.TotalSeconds;
-        var summed = tensor(buffer).div_(group.Size);
-        long offset = 0;
-        foreach (var g in grads)
-        {
-            g.copy_(summed.narrow(0, offset, g.numel()).view(g.shape));
-            offset += g.numel();
-        }
-        return seconds;
-    }
-
     /// <summary>Overwrites <paramref name="tensors"/> on every member with rank <paramref name="root"/>'s values (same shapes everywhere).</summary>
     public static void Broadcast(IProcessGroup group, IReadOnlyList<Tensor> tensors, int root)
     {

@@ -20,8 +20,9 @@ public sealed record TrainStepLog(int Step, double Loss, double Reward, double C
 /// The Focus-N-Fix trainer: LoRA on the frozen base UNet, trained by backprop through the last K sampling steps
 /// (DRaFT-K) to maximise the rewards while the region constraint keeps the image outside the mask as the original
 /// model drew it. The objectives draft (lambda = 0) and global (mask all zeros) run through the same loop.
-/// Data-parallel over a process group (MPI): every member takes an equal share of each batch, the gradients are
-/// averaged in one all-reduce, and the identical update runs everywhere; rank 0 alone owns the run folder.
+/// Data-parallel over a process group (MPI): every member computes an equal share of each batch's shards, the
+/// shards' gradients are added over the group (in shard order with train.gradient_shards, which makes the result
+/// independent of the process count), and the identical update runs everywhere; rank 0 alone owns the run folder.
 /// </summary>
 public sealed class FocusNFixTrainer : IDisposable
 {
@@ -74,6 +75,8 @@ public sealed class FocusNFixTrainer : IDisposable
             throw new InvalidInputException($"constraint.budget / train.monitor: not supported with {Group.Size} MPI processes yet (their state lives on one process); train them without mpirun");
         if (config.Train.BatchSize % Group.Size != 0)
             throw new InvalidInputException($"train.batch_size = {config.Train.BatchSize}: expected a multiple of the {Group.Size} MPI processes (each takes an equal share of every batch)");
+        if (config.Train.GradientShards is int shards && shards % Group.Size != 0)
+            throw new InvalidInputException($"train.gradient_shards = {shards}: expected a multiple of the {Group.Size} MPI processes (each computes an equal number of the shards)");
         if (config.Threads > 0) set_num_threads(config.Threads);
         // Several processes on one machine share its cores: torch's default (all of them) would oversubscribe it.
         else if (Group.Size > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / Math.Max(1, MpiLaunch.LocalSize())));
@@ -287,54 +290,82 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>The constraint weight the next step uses: the budget's dual variable, else the config's (0 for draft).</summary>
     public double Lambda => _budget?.Lambda ?? LossSettings.FromConfig(Config).Lambda;
 
+    /// <summary>The shards every micro-batch is computed as (train.gradient_shards, else one per process).</summary>
+    public int GradientShards => Config.Train.GradientShards ?? Group.Size;
+
+    // Per shard: loss, reward, constraint, change inside, change outside, PSNR outside.
+    const int ShardFigures = 6;
+
     /// <summary>
-    /// Zeroes the LoRA gradients and accumulates step <paramref name="step"/>'s gradients over its micro-batches
-    /// (the optimiser is not touched). A function of the LoRA weights and the step only, so repeating it from the same
-    /// state gives the same gradients bit for bit. In a group of N processes each takes its 1/N of every micro-batch
-    /// and the gradients and figures are then averaged over the group: the loss is a batch mean, so the average of
-    /// the N equal shares' means is the whole batch's.
+    /// Zeroes the LoRA gradients and computes step <paramref name="step"/>'s gradients (the optimiser is not touched).
+    /// A function of the LoRA weights and the step only, so repeating it from the same state gives the same gradients
+    /// bit for bit. Every micro-batch is cut into <see cref="GradientShards"/> equal shards; each process computes its
+    /// equal share of the shards, each shard from zeroed gradients over all micro-batches, and the shards' gradients
+    /// are then added over the group, in shard order when train.gradient_shards is set (<see cref="ShardedGradients"/>);
+    /// the figures always are. The loss is a batch mean, so each shard's mean is scaled by 1 / (shards x
+    /// micro-batches). With one shard in one process this is plain accumulation into the gradients.
     /// </summary>
     public StepGradients ComputeGradients(int step, bool keepImages = false)
     {
         var c = Config;
         var settings = LossSettings.FromConfig(c) with { Lambda = Lambda };
         using var pause = TorchGcPause.Begin();
-        Optimizer.ZeroGrad();
-        double lossSum = 0, rewardSum = 0, constraintSum = 0, inSum = 0, outSum = 0, psnrSum = 0;
-        Tensor? lastImages = null;
-        for (int micro = 0; micro < c.Optimizer.GradAccumulation; micro++)
+        int shards = GradientShards, micros = c.Optimizer.GradAccumulation;
+        var (firstShard, ownShards) = DataShare.Range(shards, Group.Rank, Group.Size);
+        _shardedGradients ??= shards > 1 || Group.Size > 1 ? new ShardedGradients(Optimizer.Parameters, shards, inShardOrder: c.Train.GradientShards != null) : null;
+        // -0 where this process computes nothing: adding it is exact (see ShardedGradients).
+        var figures = Enumerable.Repeat(-0.0, shards * ShardFigures).ToArray();
+        var kept = new List<Tensor>();
+        for (int shard = firstShard; shard < firstShard + ownShards; shard++)
         {
-            using var scope = NewDisposeScope();
-            var idx = DataShare.Of(BatchIndices(step, micro), Group.Rank, Group.Size);
-            var entries = idx.Select(i => _cache.Pool[i]).ToList();
-            var prompts = entries.Select(e => e.Prompt).ToList();
-            var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
-            var z = _sampler.Sample(entries, noise, withGrad: true);
-            var images = _sampler.ToImages(z);
-            var terms = FocusNFixLoss.Compute(new LossBatch(images, z, i0, z0, masks, prompts), _reward, settings);
-            var loss = terms.Loss / c.Optimizer.GradAccumulation;
-            GradientCheckpoint.Backward(loss);
-            var (inside, outside) = RegionConstraint.MeanChange(images.detach(), i0, masks);
-            lossSum += loss.item<float>();
-            rewardSum += terms.Reward.mean().item<float>() / c.Optimizer.GradAccumulation;
-            constraintSum += terms.Constraint.mean().item<float>() / c.Optimizer.GradAccumulation;
-            inSum += inside.mean().item<float>() / c.Optimizer.GradAccumulation;
-            outSum += outside.mean().item<float>() / c.Optimizer.GradAccumulation;
-            var psnr = RegionConstraint.PsnrOutside(images, i0, masks).Where(v => !double.IsNaN(v)).Select(v => Math.Min(v, PreservationBudget.PsnrCeiling)).ToList();
-            psnrSum += (psnr.Count > 0 ? psnr.Average() : PreservationBudget.PsnrCeiling) / c.Optimizer.GradAccumulation;
-            if (keepImages && micro == 0)
-                lastImages = images.detach().clone().DetachFromDisposeScope();
+            Optimizer.ZeroGrad();
+            var f = figures.AsSpan(shard * ShardFigures, ShardFigures);
+            f.Clear();
+            for (int micro = 0; micro < micros; micro++)
+            {
+                using var scope = NewDisposeScope();
+                var idx = DataShare.Of(BatchIndices(step, micro), shard, shards);
+                var entries = idx.Select(i => _cache.Pool[i]).ToList();
+                var prompts = entries.Select(e => e.Prompt).ToList();
+                var (noise, z0, i0, _, masks) = _cache.Batch(idx, _pipe.Device);
+                var z = _sampler.Sample(entries, noise, withGrad: true);
+                var images = _sampler.ToImages(z);
+                var terms = FocusNFixLoss.Compute(new LossBatch(images, z, i0, z0, masks, prompts), _reward, settings);
+                var loss = terms.Loss / ((double)shards * micros);
+                GradientCheckpoint.Backward(loss);
+                var (inside, outside) = RegionConstraint.MeanChange(images.detach(), i0, masks);
+                f[0] += loss.item<float>();
+                f[1] += terms.Reward.mean().item<float>() / micros;
+                f[2] += terms.Constraint.mean().item<float>() / micros;
+                f[3] += inside.mean().item<float>() / micros;
+                f[4] += outside.mean().item<float>() / micros;
+                var psnr = RegionConstraint.PsnrOutside(images, i0, masks).Where(v => !double.IsNaN(v)).Select(v => Math.Min(v, PreservationBudget.PsnrCeiling)).ToList();
+                f[5] += (psnr.Count > 0 ? psnr.Average() : PreservationBudget.PsnrCeiling) / micros;
+                if (keepImages && micro == 0)
+                    kept.Add(images.detach().clone().DetachFromDisposeScope());
+            }
+            _shardedGradients?.Keep(shard);
         }
-        if (Group.Size > 1)
+        if (_shardedGradients != null)
         {
-            _allReduceSeconds += TensorCollectives.AverageGradients(Group, Optimizer.Parameters);
-            var figures = new[] { lossSum, rewardSum, constraintSum, inSum, outSum, psnrSum };
+            _allReduceSeconds += _shardedGradients.SumInto(Group);
             Group.AllReduceSum(figures);
-            (lossSum, rewardSum, constraintSum, inSum, outSum, psnrSum) = (figures[0] / Group.Size, figures[1] / Group.Size,
-                figures[2] / Group.Size, figures[3] / Group.Size, figures[4] / Group.Size, figures[5] / Group.Size);
         }
-        return new StepGradients(lossSum, rewardSum, constraintSum, inSum, outSum, lastImages, psnrSum);
+        var total = new double[ShardFigures];
+        for (int shard = 0; shard < shards; shard++)
+            for (int k = 0; k < ShardFigures; k++) total[k] += figures[shard * ShardFigures + k];
+        // The loss was scaled per shard already; the other figures are means over the shards.
+        for (int k = 1; k < ShardFigures; k++) total[k] /= shards;
+        Tensor? lastImages = null;
+        if (kept.Count > 0)
+        {
+            lastImages = cat(kept, 0).DetachFromDisposeScope();
+            foreach (var t in kept) t.Dispose();
+        }
+        return new StepGradients(total[0], total[1], total[2], total[3], total[4], lastImages, total[5]);
     }
+
+    ShardedGradients? _shardedGradients;
 
     /// <summary>
     /// One optimiser step: gradients, clipping, the guarded AdamW update. Everything it creates lives in one dispose

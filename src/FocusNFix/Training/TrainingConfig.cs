@@ -129,6 +129,8 @@ public sealed class TrainingConfig
         Count("train.log_every", Train.LogEvery, 1, 100_000_000);
         Count("train.sample_every", Train.SampleEvery, 0, 100_000_000);
         Count("train.checkpoint_every", Train.CheckpointEvery, 0, 100_000_000);
+        if (Train.GradientShards is int shards && (shards < 1 || Train.BatchSize % shards != 0))
+            Fail("train.gradient_shards", shards, $"a divisor of train.batch_size ({Train.BatchSize}): every shard holds the same number of images (or null: one shard per process)");
         if (Train.Monitor is { } monitor && monitor.Check("train.monitor") is { } monitorError) throw new InvalidInputException($"{source}: {monitorError}");
         if (Train.StopOnHacking && Train.Monitor is null) Fail("train.stop_on_hacking", true, "a train.monitor to say when to stop");
         if (Train.Cache is not ("memory" or "disk")) Fail("train.cache", Train.Cache, "memory or disk");
@@ -258,4 +260,11 @@ public sealed class TrainLoopConfig
     /// originals again.
     /// </summary>
     public string? CacheDir { get; set; }
+    /// <summary>
+    /// Computes each micro-batch as this many equal, fixed shards, one backward each, and adds their gradients in shard
+    /// order. The gradient then does not depend on how many processes share the work: one process and any process
+    /// count that divides it give the same LoRA bit for bit (same torch thread count per process). Null: one shard per
+    /// process (1 without mpirun), which is the plain computation but changes with the process count.
+    /// </summary>
+    public int? GradientShards { get; set; }
 }

@@ -12,14 +12,14 @@ using Xunit.Abstractions;
 namespace FocusNFix.Tests.Distributed;
 
 /// <summary>
-/// Issue 14: <c>mpirun -np 2 fnf train</c> on a global batch of 4 computes what one process with batch 4 computes; a
-/// member killed with kill -9 stops the whole job, and <c>--resume</c> ends where the uninterrupted job ends.
-/// How close two processes can stay to one: the gradients agree to float rounding (the two shares' sums are added in
-/// another order), and so does the first update. AdamW then divides each gradient value by its own running magnitude,
-/// so a value that is rounding noise (~1e-9 where sums cancel, as in attention's softmax) moves its weight by up to
-/// the learning rate whatever its size. Any change of summation order does that: with lr 5e-3 and 3 steps, two
-/// processes ended 3.4e-4 from one process, and one process with two torch threads 4.4e-4 from one with one thread.
-/// So the per-step figures and the first update are held to 1e-5, the final LoRA to the size of one update.
+/// Issue 14: <c>mpirun -np 2 fnf train</c> on a global batch of 4 ends where one process with batch 4 ends (same
+/// config); a member killed with kill -9 stops the whole job, and <c>--resume</c> ends where the uninterrupted job ends.
+/// The configs set train.gradient_shards = 2: every process, one or two, computes the batch as two fixed shards of 2
+/// images and adds their gradients in shard order, so the final LoRA is the same bit for bit (measured: difference
+/// 0). Without it one process backpropagates the 4 images at once and two processes 2 each: the gradients then agree
+/// only to float rounding, and AdamW, which divides each gradient value by its own running magnitude, turns rounding
+/// noise in near-zero entries into lr-sized moves (3 steps at lr 5e-3: 2.4e-4 apart). Held to 1e-5 here, as the
+/// issue asks.
 /// </summary>
 public class MpiTrainingTests : IDisposable
 {
@@ -32,7 +32,7 @@ public class MpiTrainingTests : IDisposable
 
     const double LearningRate = 5e-3;
 
-    string WriteConfig(string name, int steps, string cache = "memory")
+    string WriteConfig(string name, int steps, string cache = "memory", int? gradientShards = 2)
     {
         var reward = Path.Combine(_tmp, "reward");
         if (!Directory.Exists(reward))
@@ -52,7 +52,8 @@ public class MpiTrainingTests : IDisposable
             Optimizer = new OptimizerConfig { LearningRate = LearningRate, WarmupSteps = 1 },
             Rewards = new() { new RewardSpec { Type = "region-reward-model", Path = reward } },
             Heatmap = new HeatmapSpec { Type = "reward-model", Path = reward },
-            Train = new TrainLoopConfig { Steps = steps, BatchSize = 4, CheckpointEvery = 1, SampleEvery = 1, Cache = cache },
+            Train = new TrainLoopConfig { Steps = steps, BatchSize = 4, CheckpointEvery = 1, SampleEvery = 1, Cache = cache,
+                GradientShards = gradientShards },
         };
         var path = Path.Combine(_tmp, name + ".json");
         File.WriteAllText(path, cfg.ToJson());
@@ -75,9 +76,6 @@ public class MpiTrainingTests : IDisposable
         _out.WriteLine(string.Join("\n", output.Split('\n').Where(l => l.StartsWith("error") || l.StartsWith("rank") || l.Contains("mpirun") || l.Contains("signal"))));
         return (code, output);
     }
-
-    static string Lora(string run, int? checkpoint = null) => checkpoint is int c
-        ? Path.Combine(run, "checkpoints", $"step-{c:D6}", "lora_state.safetensors") : Path.Combine(run, RunFolderLora.DiffusersName);
 
     static double MaxDiff(string a, string b)
     {
@@ -113,7 +111,7 @@ public class MpiTrainingTests : IDisposable
 
     [MpiFact]
     [Trait("Category", "Slow")]
-    public void TwoProcessesOnAGlobalBatchOfFourEndWhereOneProcessEnds()
+    public void TwoProcessesOnAGlobalBatchOfFourInTwoShardsEndWhereOneProcessEnds()
     {
         const int steps = 2;
         var (code, output) = Single("train", "--config", WriteConfig("single", steps));
@@ -122,10 +120,7 @@ public class MpiTrainingTests : IDisposable
         Assert.True(code == 0, output);
         Assert.Contains("rank 1 of 2:", output);
         string single = Path.Combine(_tmp, "single"), two = Path.Combine(_tmp, "two");
-        double first = MaxDiff(Lora(single, 1), Lora(two, 1));
-        _out.WriteLine($"LoRA after the first update: max abs difference {first:E2}");
-        Assert.True(first <= 1e-5, $"after the first update: max abs difference {first}");
-        AssertSameRun(single, two, steps, LearningRate);
+        AssertSameRun(single, two, steps, 1e-5);
         // The disk cache is written in shares by both processes and read back by both.
         (code, output) = Mpi(2, null, "train", "--config", WriteConfig("two-disk", steps, cache: "disk"));
         Assert.True(code == 0, output);
