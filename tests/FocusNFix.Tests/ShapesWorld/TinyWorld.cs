@@ -7,7 +7,7 @@ namespace FocusNFix.Tests.ShapesWorld;
 static class TinyWorld
 {
     /// <summary>Writes it to <paramref name="path"/> and returns the path.</summary>
-    /// <param name="rotRate">Rot's rate (the bundled world has rot gated off at 0); null keeps it.</param>
+    /// <param name="rotRate">Rot's rate (0 gates it off); null keeps it.</param>
     public static string Write(string path, int trainPrompts, int testPrompts, double? rotRate = null)
     {
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Golden.Root, "models", "shapesworld", WorldSpec.FileName)))!.AsObject();

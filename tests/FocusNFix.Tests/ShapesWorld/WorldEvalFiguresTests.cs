@@ -82,7 +82,7 @@ public class WorldEvalFiguresTests
         // Against an original without rot there is no rot outcome.
         Assert.True(double.IsNaN(W.OracleFigures(image, fixedImage, r.Prompt)["oracle_rot_fixed"]));
 
-        // The bundled world (rot gated off) still names rot; a version 1 world has only hazard and glitch.
+        // A world whose rot is gated off still names rot; a version 1 world has only hazard and glitch.
         var noRot = new ShapesWorldBenchmark(W.Spec.With(null, W.Spec.Captions));
         Assert.DoesNotContain("oracle_rot", noRot.OracleFigures(image, r.Prompt).Keys);
     }

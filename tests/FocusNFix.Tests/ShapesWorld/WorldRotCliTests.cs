@@ -24,17 +24,19 @@ public class WorldRotCliTests : IDisposable
         Assert.Contains(lines, l => l.Contains("\"rot\":true"));
         Assert.True(File.Exists(Path.Combine(_tmp, "render", "0_rot.png")));
 
-        // The bundled world renders the rot mask too (always empty there: rot is gated off).
-        var bundled = CliProcess.Run("world", "render", "--world", Path.Combine(Golden.Root, "models", "shapesworld", "world.json"), "--count", "2", "--out", Path.Combine(_tmp, "bundled"));
-        Assert.True(bundled.ExitCode == 0, bundled.Stdout + bundled.Stderr);
-        Assert.All(File.ReadAllLines(Path.Combine(_tmp, "bundled", "scenes.jsonl")), l => Assert.Contains("\"rot\":false", l));
+        // A world with rot gated off renders the rot mask too, always empty.
+        var noRot = TinyWorld.Write(Path.Combine(_tmp, "no-rot.json"), trainPrompts: 2, testPrompts: 2, rotRate: 0);
+        var gated = CliProcess.Run("world", "render", "--world", noRot, "--count", "2", "--out", Path.Combine(_tmp, "gated"));
+        Assert.True(gated.ExitCode == 0, gated.Stdout + gated.Stderr);
+        Assert.All(File.ReadAllLines(Path.Combine(_tmp, "gated", "scenes.jsonl")), l => Assert.Contains("\"rot\":false", l));
     }
 
     [Fact]
     public void TrainRewardRefusesRotWhereTheWorldCarriesNoneWithOneLine()
     {
         var models = Path.Combine(Golden.Root, "models", "shapesworld");
-        var r = CliProcess.Run("world", "train-reward", "--defect", "rot", "--world", Path.Combine(models, "world.json"), "--base", Path.Combine(models, "base"),
+        var noRot = TinyWorld.Write(Path.Combine(_tmp, "no-rot.json"), trainPrompts: 2, testPrompts: 2, rotRate: 0);
+        var r = CliProcess.Run("world", "train-reward", "--defect", "rot", "--world", noRot, "--base", Path.Combine(models, "base"),
             "--out", Path.Combine(_tmp, "reward-rot"), "--steps", "1");
         Assert.Equal(2, r.ExitCode);
         var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);

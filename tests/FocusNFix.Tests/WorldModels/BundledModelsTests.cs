@@ -29,13 +29,14 @@ public class BundledModelsTests
     [Theory]
     [InlineData("reward-hazard", DefectKind.Hazard)]
     [InlineData("reward-glitch", DefectKind.Glitch)]
+    [InlineData("reward-rot", DefectKind.Rot)]
     public void RewardModelsLoadAndFindTheirDefectOnARender(string folder, DefectKind kind)
     {
         var world = ShapesWorldBenchmark.Load(Path.Combine(Models, WorldSpec.FileName));
         using var model = RegionRewardModel.FromPretrained(Path.Combine(Models, folder));
         Assert.Equal(kind, model.Config.Defect);
-        var scene = Enumerable.Range(0, 200).Select(s => world.Generate(s)).First(s => kind == DefectKind.Hazard ? s.HasHazard : s.HasGlitch);
-        var clean = Enumerable.Range(0, 200).Select(s => world.Generate(s)).First(s => !s.HasHazard && !s.HasGlitch);
+        var scene = Enumerable.Range(0, 200).Select(s => world.Generate(s)).First(s => s.Has(kind));
+        var clean = Enumerable.Range(0, 200).Select(s => world.Generate(s)).First(s => !s.HasHazard && !s.HasGlitch && !s.HasRot);
         var (images, _, _) = WorldImage.ToBatch(new[] { scene, clean });
         using var _ = no_grad();
         var score = model.DefectScore(images);

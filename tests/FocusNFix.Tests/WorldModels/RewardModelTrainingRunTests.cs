@@ -62,10 +62,10 @@ public class RewardModelTrainingRunTests : IDisposable
         var (images, masks) = RewardModelTraining.HeldOutScenes(new ShapesWorldBenchmark(spec), 100, DefectKind.Rot);
         using (images) using (masks) Assert.True(masks.sum().item<float>() > 100 * 0.2 * 20);
 
-        // The bundled world has rot gated off (rate 0): nothing to learn from, refused before any sampling.
+        // A world with rot gated off (rate 0): nothing to learn from, refused before any sampling.
         phases.Clear();
-        var bundled = TinyWorld.Write(Path.Combine(_dir, "bundled.json"), trainPrompts: 2, testPrompts: 2);
-        var ex = Assert.Throws<InvalidInputException>(() => RewardModelTrainingRun.Run(o with { WorldPath = bundled, OutDir = Path.Combine(_dir, "r2") },
+        var gated = TinyWorld.Write(Path.Combine(_dir, "no-rot.json"), trainPrompts: 2, testPrompts: 2, rotRate: 0);
+        var ex = Assert.Throws<InvalidInputException>(() => RewardModelTrainingRun.Run(o with { WorldPath = gated, OutDir = Path.Combine(_dir, "r2") },
             (phase, _, _, _) => phases.Add(phase)));
         Assert.Contains("rot rate is 0", ex.Message);
         Assert.Empty(phases);
