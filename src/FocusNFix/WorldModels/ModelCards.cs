@@ -21,7 +21,7 @@ public static class ModelCards
         sb.AppendLine("A pixel-space text-to-image model in the diffusers folder layout: UNet2DConditionModel (3 -> 3 channels, " +
             $"{w.Spec.ImageSize}x{w.Spec.ImageSize}), CLIPTextModel trained from scratch with the real CLIP tokenizer, DDIM scheduler " +
             "(linear betas, trailing spacing, x0 clipping). Trained on rendered ShapesWorld scenes of the train split, which carry " +
-            "the hazard and glitch defects at the world's rates, so the model reproduces them.");
+            $"{DefectsCarried(w.Spec)} at the world's rates, so the model reproduces them.");
         sb.AppendLine();
         sb.AppendLine("## Training");
         sb.AppendLine($"- command: `{commandLine}`");
@@ -36,6 +36,21 @@ public static class ModelCards
         sb.AppendLine();
         sb.Append(f.ToMarkdown());
         return sb.ToString();
+    }
+
+    /// <summary>The defects a world's training scenes carry, with their rates and how often captions name them.</summary>
+    static string DefectsCarried(WorldSpec spec)
+    {
+        var kinds = spec.DefectKinds.Where(k => k != DefectKind.Rot || spec.Rot!.Rate > 0).Select(k => k switch
+        {
+            DefectKind.Hazard => "hazard (by shape: " + string.Join(", ", spec.HazardRateByShape.Select(kv => $"{kv.Key} {kv.Value:0.##}")) + ")",
+            DefectKind.Glitch => $"glitch ({spec.GlitchRate:0.##})",
+            _ => $"rot ({spec.Rot!.Rate:0.##})",
+        }).ToList();
+        var text = "the " + string.Join(", ", kinds.Take(kinds.Count - 1)) + (kinds.Count > 1 ? " and " : "") + kinds[^1] + " defects";
+        return spec.Captions.ShareOfDefectiveScenes > 0
+            ? text + $", with about {spec.Captions.ShareOfDefectiveScenes:P0} of the defective scenes captioned with the defects' phrases (\"{DefectCaptionSpec.Form}\")"
+            : text;
     }
 
     /// <summary>Appends the card of the run a training continued from, one heading level down.</summary>
