@@ -66,10 +66,45 @@ public sealed class TrainingCurve
     public string Method { get; set; } = "";
     public List<CurvePoint> Points { get; set; } = new();
 
+    /// <summary>The reward-hacking monitor's evaluations of the run (its monitor.json), or null when it ran none.</summary>
+    public MonitorTrace? Monitor { get; set; }
+
     public TrainingCurve Add(int step, Dictionary<string, double> values)
     {
         Points.Add(new CurvePoint { Step = step, Values = values });
         return this;
+    }
+}
+
+/// <summary>
+/// What a run's reward-hacking monitor saw (train.monitor, its monitor.json): each evaluation of the fixed validation
+/// set (target reward, guards, median PSNR outside the mask), the first flag, and which checkpoint a stopped run kept.
+/// </summary>
+public sealed class MonitorTrace
+{
+    public List<CurvePoint> Evaluations { get; set; } = new();
+    public int? FlagStep { get; set; }
+    public string? FlagReason { get; set; }
+    /// <summary>The evaluation with the highest target reward that met the guards.</summary>
+    public int? BestUnflaggedStep { get; set; }
+    /// <summary>Where train.stop_on_hacking ended the run (null: it ran to the end).</summary>
+    public int? StoppedAt { get; set; }
+    /// <summary>The step whose LoRA a stopped run kept.</summary>
+    public int? LoraStep { get; set; }
+
+    /// <summary>One sentence for the report: evaluations, the first flag and its reason, the kept checkpoint.</summary>
+    public string Describe()
+    {
+        var steps = Evaluations.Select(e => e.Step).ToList();
+        var sb = new System.Text.StringBuilder();
+        sb.Append(System.FormattableString.Invariant($"{steps.Count} evaluation(s)"));
+        if (steps.Count > 0) sb.Append(System.FormattableString.Invariant($" (steps {steps.Min()}–{steps.Max()})"));
+        if (FlagStep is int f) sb.Append(System.FormattableString.Invariant($"; first flagged at step {f}: {FlagReason}"));
+        else sb.Append("; never flagged");
+        if (StoppedAt is int s)
+            sb.Append(System.FormattableString.Invariant($"; stopped at step {s}, keeping the LoRA of step {(LoraStep is int l ? l.ToString(System.Globalization.CultureInfo.InvariantCulture) : "0 (no evaluation met the guards)")}"));
+        else if (BestUnflaggedStep is int b) sb.Append(System.FormattableString.Invariant($"; best evaluation that met the guards: step {b}"));
+        return sb.Append('.').ToString();
     }
 }
 
@@ -226,6 +261,11 @@ public sealed class EvaluationResult
             c.Method ??= "";
             c.Points = (c.Points ?? new()).Where(p => p is not null).ToList();
             foreach (var p in c.Points) p.Values ??= new();
+            if (c.Monitor is { } m)
+            {
+                m.Evaluations = (m.Evaluations ?? new()).Where(p => p is not null).ToList();
+                foreach (var p in m.Evaluations) p.Values ??= new();
+            }
         }
         Rows = (Rows ?? new()).Where(r => r is not null).ToList();
         foreach (var row in Rows) { row.Prompt ??= ""; row.MethodImages ??= new(); row.DiffMaps ??= new(); }

@@ -48,7 +48,13 @@ public static class FigureGlossary
             case "constraint": return I("training: the constraint term (distance to the base model's images)", "per step", Better.Lower);
             case "loss": return I("training: the minimised objective (−reward + λ·constraint)", "per step", Better.Lower);
             case "change_outside_mask": return I("training: change of the samples outside the mask", "per step", Better.Lower);
+            case "lambda": return I("training: the constraint weight λ the step used (moved by the preservation budget's dual ascent)", "λ", Better.Neither);
+            case "psnr_outside_training": return I("training: mean PSNR outside the mask of the step's samples against the originals (what the budget steers; 100 = identical)", "dB", Better.Higher);
+            case "monitor_target_reward": return I("monitor: mean target reward on the fixed validation set", "reward", Better.Higher);
+            case "monitor_psnr_outside_mask": return I("monitor: median PSNR outside the mask against the validation set's base images (100 = identical)", "dB", Better.Higher);
         }
+        if (figure.StartsWith("monitor_guard_", StringComparison.Ordinal))
+            return I($"monitor: mean score of the guard {figure["monitor_guard_".Length..]} on the fixed validation set (a drop while the target rises is hacking)", "score", Better.Higher);
         if (figure.StartsWith("oracle_", StringComparison.Ordinal))
         {
             var kind = figure["oracle_".Length..];

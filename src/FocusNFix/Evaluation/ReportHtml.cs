@@ -64,6 +64,7 @@ public static class ReportHtml
 
         AppendMetrics(sb, r);
         AppendGlossary(sb, r);
+        AppendMonitor(sb, r);
         AppendPlots(sb, plots);
         AppendPictures(sb, r);
         AppendImageMetrics(sb, r);
@@ -129,9 +130,19 @@ public static class ReportHtml
           .Append("<p class=\"note\">").Append(E(FigureGlossary.Legend)).Append("</p>\n");
     }
 
+    static void AppendMonitor(StringBuilder sb, EvaluationResult r)
+    {
+        var monitored = r.Curves.Where(c => c.Monitor is not null).ToList();
+        if (monitored.Count == 0) return;
+        sb.Append("<h2 id=\"monitor\">Reward-hacking monitor</h2>\n<ul>\n");
+        foreach (var c in monitored)
+            sb.Append("<li><b>").Append(E(c.Method)).Append("</b>: ").Append(E(c.Monitor!.Describe())).Append("</li>\n");
+        sb.Append("</ul>\n");
+    }
+
     static void AppendPlots(StringBuilder sb, IReadOnlyList<PlotFile> plots)
     {
-        foreach (var (kind, heading) in new[] { ("curve", "Training curves"), ("bar", "Metrics per method") })
+        foreach (var (kind, heading) in new[] { ("curve", "Training curves"), ("monitor", "Reward-hacking monitor"), ("bar", "Metrics per method") })
         {
             var mine = plots.Where(p => p.Kind == kind).ToList();
             if (mine.Count == 0) continue;

@@ -4,13 +4,14 @@ using ScottPlot;
 
 namespace FocusNFix.Evaluation;
 
-/// <summary>A plot written into the report folder: path relative to the folder, caption, and "curve" or "bar".</summary>
+/// <summary>A plot written into the report folder: path relative to the folder, caption, and "curve", "monitor" or "bar".</summary>
 public sealed record PlotFile(string RelativePath, string Caption, string Kind);
 
 /// <summary>
 /// The report's plots, rendered headless with ScottPlot 5 (SkiaSharp): one line plot per training-curve value
-/// (each method a line against the step, smoothed by <see cref="CurveSmoothing"/> with its raw values faint behind it)
-/// and one bar chart per aggregate metric (one bar per method).
+/// (each method a line against the step, smoothed by <see cref="CurveSmoothing"/> with its raw values faint behind it),
+/// one per value of the reward-hacking monitor (its evaluations, the first flag and the kept checkpoint marked), and
+/// one bar chart per aggregate metric (one bar per method).
 /// </summary>
 public static class ReportPlots
 {
@@ -47,6 +48,18 @@ public static class ReportPlots
             plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} {FigureGlossary.Describe(key).Arrow} against training step; {CurveSmoothing.Description(span)}", "curve"));
         }
 
+        foreach (var key in MonitorKeys(r))
+        {
+            var lines = r.Curves.Where(c => c.Monitor is not null)
+                .Select(c => (c.Method, c.Monitor!, Points: c.Monitor!.Evaluations.Where(p => p.Values.TryGetValue(key, out var v) && double.IsFinite(v)).OrderBy(p => p.Step).ToList()))
+                .Where(l => l.Points.Count > 0).ToList();
+            if (lines.Count == 0) continue;
+            var name = FileFor("monitor", key.StartsWith("monitor_", StringComparison.Ordinal) ? key["monitor_".Length..] : key);
+            AtomicFile.WriteAllBytes(Path.Combine(folder, name), MonitorPng(key, lines.Select(l => (l.Method, ColourOf(l.Method), l.Item2,
+                l.Points.Select(p => (double)p.Step).ToArray(), l.Points.Select(p => p.Values[key]).ToArray())).ToList()));
+            plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} {FigureGlossary.Describe(key).Arrow} at each monitor evaluation; dashed line: the first hacking flag, ringed point: the checkpoint kept (or the best that met the guards)", "monitor"));
+        }
+
         var summaries = ReportWriter.OrderedSummaries(r);
         foreach (var metric in ReportWriter.MetricColumns(r))
         {
@@ -65,6 +78,49 @@ public static class ReportPlots
 
     static List<string> CurveKeys(EvaluationResult r) =>
         r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys).Distinct().ToList();
+
+    static List<string> MonitorKeys(EvaluationResult r) =>
+        r.Curves.Where(c => c.Monitor is not null).SelectMany(c => c.Monitor!.Evaluations).SelectMany(p => p.Values.Keys).Distinct().ToList();
+
+    static byte[] MonitorPng(string key, List<(string Method, Color Colour, MonitorTrace Trace, double[] Steps, double[] Values)> lines)
+    {
+        var plot = NewPlot();
+        try
+        {
+            foreach (var (method, colour, trace, steps, values) in lines)
+            {
+                var line = plot.Add.ScatterLine(steps, values);
+                line.LegendText = method;
+                line.Color = colour;
+                line.LineWidth = 2;
+                line.MarkerSize = 6;
+                if (trace.FlagStep is int flag)
+                {
+                    var v = plot.Add.VerticalLine(flag);
+                    v.Color = colour;
+                    v.LinePattern = LinePattern.Dashed;
+                    v.LineWidth = 1.5f;
+                    v.LegendText = $"{method}: first flag (step {flag})";
+                }
+                int? kept = trace.StoppedAt is not null ? trace.LoraStep : trace.BestUnflaggedStep;
+                int at = kept is int k ? Array.IndexOf(steps, (double)k) : -1;
+                if (at >= 0)
+                {
+                    var ring = plot.Add.Marker(steps[at], values[at]);
+                    ring.Shape = MarkerShape.OpenCircle;
+                    ring.Size = 16;
+                    ring.Color = colour;
+                    ring.LineWidth = 2;
+                }
+            }
+            plot.Title($"monitor: {key}");
+            plot.XLabel("training step");
+            plot.YLabel(key);
+            plot.ShowLegend(Edge.Right);
+            return plot.GetImageBytes(CurveWidth, CurveHeight, ImageFormat.Png);
+        }
+        finally { plot.Dispose(); }
+    }
 
     // One colour per method in every plot (the methods' display order picks it).
     static readonly IPalette Palette = new ScottPlot.Palettes.Category10();

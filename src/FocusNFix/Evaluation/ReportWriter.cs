@@ -104,6 +104,14 @@ public static class ReportWriter
         if (glossary.Count > 0)
             sb.Append("## Glossary\n\n").Append(FigureGlossary.Markdown(glossary)).Append('\n').Append(FigureGlossary.Legend).Append("\n\n");
 
+        var monitored = r.Curves.Where(c => c.Monitor is not null).ToList();
+        if (monitored.Count > 0)
+        {
+            sb.Append("## Reward-hacking monitor\n\n");
+            foreach (var c in monitored) sb.Append("- ").Append(MdCell(c.Method)).Append(": ").Append(MdCell(c.Monitor!.Describe())).Append('\n');
+            sb.Append('\n');
+        }
+
         if (plots.Count > 0)
         {
             sb.Append("## Plots\n\n");
@@ -241,7 +249,8 @@ public static class ReportWriter
 
     /// <summary>Every figure the report shows (aggregates, then training-curve values), for the glossary.</summary>
     internal static List<string> GlossaryFigures(EvaluationResult r) =>
-        MetricColumns(r).Concat(r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys)).Distinct().ToList();
+        MetricColumns(r).Concat(r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys))
+            .Concat(r.Curves.Where(c => c.Monitor is not null).SelectMany(c => c.Monitor!.Evaluations).SelectMany(p => p.Values.Keys)).Distinct().ToList();
 
     internal static List<MethodSummary> OrderedSummaries(EvaluationResult r)
     {

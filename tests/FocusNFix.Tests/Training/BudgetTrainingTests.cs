@@ -53,6 +53,15 @@ public class BudgetTrainingTests : IDisposable
         var written = JsonDocument.Parse(File.ReadAllText(Path.Combine(trainer.RunDir, RunFolder.LambdaName))).RootElement;
         Assert.Equal(trainer.Lambda, written.GetProperty("final_lambda").GetDouble());
         Assert.Contains("\"lambda\":", File.ReadAllLines(Path.Combine(trainer.RunDir, FocusNFixTrainer.LogName))[0]);
+        // The report draws lambda over time from the log when the budget moved it, with the PSNR it steered by.
+        var curve = FocusNFix.Evaluation.Evaluator.CurveFromLog("focus-n-fix", Path.Combine(trainer.RunDir, FocusNFixTrainer.LogName));
+        Assert.Equal(log.Select(e => e.Lambda), curve.Points.Select(p => p.Values["lambda"]));
+        Assert.Equal(log.Select(e => e.PsnrOutside), curve.Points.Select(p => p.Values["psnr_outside_training"]));
+        Assert.Null(curve.Monitor);
+        var reportDir = Path.Combine(_tmp, "report");
+        FocusNFix.Evaluation.ReportWriter.Write(new FocusNFix.Evaluation.EvaluationResult { Title = "budget", Methods = { "focus-n-fix" }, Curves = { curve } }, reportDir);
+        Assert.True(File.Exists(Path.Combine(reportDir, "plots", "curve_lambda.png")));
+        Assert.Contains("the constraint weight λ the step used", File.ReadAllText(Path.Combine(reportDir, "report.md")));
     }
 
     [Fact]

@@ -75,6 +75,35 @@ public class MonitorTrainingTests : IDisposable
             Assert.All(final, kv => Assert.Equal(0f, (kv.Value - atKept[kv.Key]).abs().max().item<float>()));
         }
         Assert.True(RunFolder.IsFinished(trainer.RunDir));
+
+        // The report reads monitor.json beside the log: the flag with its reason, the kept checkpoint, a plot per value.
+        var curve = FocusNFix.Evaluation.Evaluator.CurveFromLog("draft", Path.Combine(trainer.RunDir, FocusNFixTrainer.LogName));
+        Assert.DoesNotContain(curve.Points, p => p.Values.ContainsKey("lambda"));  // draft's fixed lambda 0 is not drawn
+        var trace = Assert.IsType<FocusNFix.Evaluation.MonitorTrace>(curve.Monitor);
+        Assert.Equal((stoppedAt, stoppedAt, kept), (trace.FlagStep, trace.StoppedAt, trace.LoraStep));
+        Assert.Equal(evals.Select(e => e.GetProperty("step").GetInt32()), trace.Evaluations.Select(e => e.Step));
+        Assert.Equal(PreservationBudget.PsnrCeiling, trace.Evaluations[0].Values["monitor_psnr_outside_mask"]);
+        Assert.Equal(evals[^1].GetProperty("guards").GetProperty("not_red").GetDouble(), trace.Evaluations[^1].Values["monitor_guard_not_red"]);
+        var reportDir = Path.Combine(_tmp, "report");
+        FocusNFix.Evaluation.ReportWriter.Write(new FocusNFix.Evaluation.EvaluationResult { Title = "monitor", Methods = { "draft" }, Curves = { curve } }, reportDir);
+        var md = File.ReadAllText(Path.Combine(reportDir, "report.md"));
+        Assert.Contains($"- draft: {evals.Count} evaluation(s) (steps 0–{stoppedAt}); first flagged at step {stoppedAt}: not_red fell", md);
+        Assert.Contains($"stopped at step {stoppedAt}, keeping the LoRA of step {kept}.", md);
+        foreach (var png in new[] { "monitor_target_reward.png", "monitor_guard_not_red.png", "monitor_psnr_outside_mask.png" })
+            Assert.True(File.Exists(Path.Combine(reportDir, "plots", png)), png + " not among " + string.Join(", ", Directory.GetFiles(Path.Combine(reportDir, "plots")).Select(Path.GetFileName)));
+        Assert.Contains("<h2 id=\"monitor\">Reward-hacking monitor</h2>", File.ReadAllText(Path.Combine(reportDir, "report.html")));
+    }
+
+    [Fact]
+    public void AMonitorFileThatIsNotOneIsRefusedByName()
+    {
+        var path = Path.Combine(_tmp, FocusNFixTrainer.MonitorName);
+        File.WriteAllText(path, "{\"evaluations\": 3}");
+        var e = Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("\"evaluations\" array", e.Message);
+        File.WriteAllText(path, "{\"evaluations\": [{\"step\": 0, \"target_reward\": \"high\"}]}");
+        Assert.Contains("target_reward = high: expected a number", Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path)).Message);
     }
 
     [Fact]
