@@ -32,7 +32,7 @@ public sealed class NegativePromptGrid
 /// <summary>
 /// How a val sweep chooses each method's setting for the test run: the lowest defect rate among the settings that keep
 /// the median PSNR outside the mask at or above <see cref="MinPsnrOutside"/> and the judge's alignment within
-/// <see cref="MaxAlignmentDrop"/> of the base model's; when none does, the setting with the highest PSNR outside.
+/// <see cref="MaxAlignmentDrop"/> of the base model's (equal rates: the higher PSNR outside); when none does, the setting with the highest PSNR outside.
 /// </summary>
 public sealed class SelectionRule
 {

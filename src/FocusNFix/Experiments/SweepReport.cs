@@ -108,13 +108,17 @@ public sealed class SweepReport
         return report;
     }
 
-    /// <summary>The <see cref="SelectionRule"/> applied to one method's points (ties: the earlier setting in the grid).</summary>
+    /// <summary>
+    /// The <see cref="SelectionRule"/> applied to one method's points. Equal defect rates go to the higher PSNR outside
+    /// (several lambdas can all reach 0%, and the one that keeps more of the picture is the better choice); remaining
+    /// ties to the earlier setting in the grid.
+    /// </summary>
     public static SweepPoint Choose(IReadOnlyList<SweepPoint> points, string defectFigure, double baseAlignment, SelectionRule rule)
     {
         bool Keeps(SweepPoint p) => Get(p, MetricNames.PsnrOutside) >= rule.MinPsnrOutside &&
                                     (double.IsNaN(baseAlignment) || Get(p, "judge_alignment") >= baseAlignment - rule.MaxAlignmentDrop);
         var keeping = points.Where(Keeps).ToList();
-        if (keeping.Count > 0) return keeping.OrderBy(p => Get(p, defectFigure)).First();
+        if (keeping.Count > 0) return keeping.OrderBy(p => Get(p, defectFigure)).ThenByDescending(p => Get(p, MetricNames.PsnrOutside)).First();
         return points.OrderByDescending(p => double.IsNaN(Get(p, MetricNames.PsnrOutside)) ? double.NegativeInfinity : Get(p, MetricNames.PsnrOutside)).First();
     }
 

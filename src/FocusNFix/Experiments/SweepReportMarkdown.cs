@@ -96,7 +96,7 @@ public static class SweepReportMarkdown
 
     static string SelectionSentence(SweepReport r) => r.Split == "val"
         ? FormattableString.Invariant(
-            $"Chosen per method (marked *): the lowest {r.DefectFigure} among settings with median psnr_outside >= {r.Selection.MinPsnrOutside} dB and judge_alignment within {r.Selection.MaxAlignmentDrop} of the base model's, else the highest psnr_outside.") +
+            $"Chosen per method (marked *): the lowest {r.DefectFigure} among settings with median psnr_outside >= {r.Selection.MinPsnrOutside} dB and judge_alignment within {r.Selection.MaxAlignmentDrop} of the base model's (equal rates: the higher psnr_outside), else the highest psnr_outside.") +
           " Run the chosen settings once on the test prompts with `fnf sweep --final-from <this folder>`."
         : "This is a test sweep: its figures are the final ones; the settings were chosen on val.";
 

@@ -137,5 +137,8 @@ public class SweepPlanTests : IDisposable
         Assert.Equal("b", SweepReport.Choose(pts, "oracle_hazard", 1.0, rule).Setting);
         // None keeps the image: the highest PSNR outside.
         Assert.Equal("d", SweepReport.Choose(pts, "oracle_hazard", 1.0, new SelectionRule { MinPsnrOutside = 60 }).Setting);
+        // Equal rates (two lambdas both at 0%): the one that keeps more outside the mask, wherever it is in the grid.
+        var tied = new[] { Point("lambda0.3", 0.0, 41.5, 1.0), Point("lambda1", 0.0, 45.2, 1.0), Point("lambda3", 0.04, 50.4, 1.0) };
+        Assert.Equal("lambda1", SweepReport.Choose(tied, "oracle_hazard", 1.0, rule).Setting);
     }
 }
