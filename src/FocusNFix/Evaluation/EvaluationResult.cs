@@ -136,6 +136,12 @@ public sealed class EvaluationResult
 {
     public const int CurrentFormatVersion = 1;
 
+    /// <summary>The methods whose run had the reward-hacking monitor, with what it saw (for the plots, the markdown and the HTML).</summary>
+    public List<(string Method, MonitorTrace Monitor)> Monitored() => Curves.Where(c => c.Monitor is not null).Select(c => (c.Method, c.Monitor!)).ToList();
+
+    /// <summary>Every value the monitors measured (monitor_target_reward, monitor_guard_NAME, monitor_psnr_outside_mask), first seen first.</summary>
+    public List<string> MonitorKeys() => Monitored().SelectMany(m => m.Monitor.Evaluations).SelectMany(p => p.Values.Keys).Distinct().ToList();
+
     public int FormatVersion { get; set; } = CurrentFormatVersion;
     public string Title { get; set; } = "Evaluation";
     public string BaseModel { get; set; } = "";

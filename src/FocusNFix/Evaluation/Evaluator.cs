@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
 using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Masks;
@@ -338,45 +336,20 @@ public static class Evaluator
     /// <summary>The monitor.json a run with train.monitor writes beside its log, as the report's <see cref="MonitorTrace"/>.</summary>
     public static MonitorTrace ReadMonitor(string path)
     {
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(IO.InputFile.ReadAllText(path, "monitor file")); }
-        catch (JsonException e) { throw new InvalidInputException($"{path}: not a monitor file ({e.Message})"); }
-        using (doc)
+        var file = Training.MonitorFile.Read(path);
+        var trace = new MonitorTrace
         {
-            var root = doc.RootElement;
-            double Number(JsonElement v, string key) => v.ValueKind switch
-            {
-                JsonValueKind.Number => v.GetDouble(),
-                // Named literals: step 0's PSNR against itself is +Infinity.
-                JsonValueKind.String when double.TryParse(v.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var d) => d,
-                _ => throw new InvalidInputException($"{path}: {key} = {v}: expected a number"),
-            };
-            int? Step(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("evaluations", out var evals) || evals.ValueKind != JsonValueKind.Array)
-                throw new InvalidInputException($"{path}: expected an object with an \"evaluations\" array (a run's monitor.json)");
-            var trace = new MonitorTrace { BestUnflaggedStep = Step("best_unflagged_step"), StoppedAt = Step("stopped_at"), LoraStep = Step("lora_step") };
-            foreach (var e in evals.EnumerateArray())
-            {
-                if (!e.TryGetProperty("step", out var step) || step.ValueKind != JsonValueKind.Number)
-                    throw new InvalidInputException($"{path}: an evaluation without a step: expected {{\"step\": N, ...}}");
-                var values = new Dictionary<string, double>();
-                if (e.TryGetProperty("target_reward", out var t)) values["monitor_target_reward"] = Number(t, "target_reward");
-                if (e.TryGetProperty("guards", out var guards) && guards.ValueKind == JsonValueKind.Object)
-                    foreach (var g in guards.EnumerateObject()) values["monitor_guard_" + g.Name] = Number(g.Value, "guards." + g.Name);
-                if (e.TryGetProperty("psnr_outside", out var psnr))
-                {
-                    double v = Number(psnr, "psnr_outside");
-                    // The base images against themselves (+Infinity) are drawn at the trainer's PSNR ceiling.
-                    values["monitor_psnr_outside_mask"] = double.IsPositiveInfinity(v) ? Training.PreservationBudget.PsnrCeiling : v;
-                }
-                trace.Evaluations.Add(new CurvePoint { Step = step.GetInt32(), Values = values });
-            }
-            if (root.TryGetProperty("first_flag", out var flag) && flag.ValueKind == JsonValueKind.Object)
-            {
-                trace.FlagStep = flag.TryGetProperty("step", out var fs) && fs.ValueKind == JsonValueKind.Number ? fs.GetInt32() : null;
-                trace.FlagReason = flag.TryGetProperty("reason", out var fr) ? fr.GetString() : null;
-            }
-            return trace;
+            BestUnflaggedStep = file.BestUnflaggedStep, StoppedAt = file.StoppedAt, LoraStep = file.LoraStep,
+            FlagStep = file.FirstFlag?.Step, FlagReason = file.FirstFlag?.Reason,
+        };
+        foreach (var e in file.Evaluations)
+        {
+            var values = new Dictionary<string, double> { ["monitor_target_reward"] = e.TargetReward };
+            foreach (var (name, v) in e.Guards) values["monitor_guard_" + name] = v;
+            // The base images against themselves (+Infinity) are drawn at the trainer's PSNR ceiling.
+            values["monitor_psnr_outside_mask"] = double.IsPositiveInfinity(e.PsnrOutside) ? Training.PreservationBudget.PsnrCeiling : e.PsnrOutside;
+            trace.Evaluations.Add(new CurvePoint { Step = e.Step, Values = values });
         }
+        return trace;
     }
 }

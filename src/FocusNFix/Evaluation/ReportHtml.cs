@@ -132,11 +132,11 @@ public static class ReportHtml
 
     static void AppendMonitor(StringBuilder sb, EvaluationResult r)
     {
-        var monitored = r.Curves.Where(c => c.Monitor is not null).ToList();
+        var monitored = r.Monitored();
         if (monitored.Count == 0) return;
         sb.Append("<h2 id=\"monitor\">Reward-hacking monitor</h2>\n<ul>\n");
-        foreach (var c in monitored)
-            sb.Append("<li><b>").Append(E(c.Method)).Append("</b>: ").Append(E(c.Monitor!.Describe())).Append("</li>\n");
+        foreach (var (method, monitor) in monitored)
+            sb.Append("<li><b>").Append(E(method)).Append("</b>: ").Append(E(monitor.Describe())).Append("</li>\n");
         sb.Append("</ul>\n");
     }
 

@@ -48,14 +48,15 @@ public static class ReportPlots
             plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} {FigureGlossary.Describe(key).Arrow} against training step; {CurveSmoothing.Description(span)}", "curve"));
         }
 
-        foreach (var key in MonitorKeys(r))
+        var monitored = r.Monitored();
+        foreach (var key in r.MonitorKeys())
         {
-            var lines = r.Curves.Where(c => c.Monitor is not null)
-                .Select(c => (c.Method, c.Monitor!, Points: c.Monitor!.Evaluations.Where(p => p.Values.TryGetValue(key, out var v) && double.IsFinite(v)).OrderBy(p => p.Step).ToList()))
+            var lines = monitored
+                .Select(c => (c.Method, c.Monitor, Points: c.Monitor.Evaluations.Where(p => p.Values.TryGetValue(key, out var v) && double.IsFinite(v)).OrderBy(p => p.Step).ToList()))
                 .Where(l => l.Points.Count > 0).ToList();
             if (lines.Count == 0) continue;
             var name = FileFor("monitor", key.StartsWith("monitor_", StringComparison.Ordinal) ? key["monitor_".Length..] : key);
-            AtomicFile.WriteAllBytes(Path.Combine(folder, name), MonitorPng(key, lines.Select(l => (l.Method, ColourOf(l.Method), l.Item2,
+            AtomicFile.WriteAllBytes(Path.Combine(folder, name), MonitorPng(key, lines.Select(l => (l.Method, ColourOf(l.Method), l.Monitor,
                 l.Points.Select(p => (double)p.Step).ToArray(), l.Points.Select(p => p.Values[key]).ToArray())).ToList()));
             plots.Add(new PlotFile(relativeFolder + "/" + name, $"{key} {FigureGlossary.Describe(key).Arrow} at each monitor evaluation; dashed line: the first hacking flag, ringed point: the checkpoint kept (or the best that met the guards)", "monitor"));
         }
@@ -78,9 +79,6 @@ public static class ReportPlots
 
     static List<string> CurveKeys(EvaluationResult r) =>
         r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys).Distinct().ToList();
-
-    static List<string> MonitorKeys(EvaluationResult r) =>
-        r.Curves.Where(c => c.Monitor is not null).SelectMany(c => c.Monitor!.Evaluations).SelectMany(p => p.Values.Keys).Distinct().ToList();
 
     static byte[] MonitorPng(string key, List<(string Method, Color Colour, MonitorTrace Trace, double[] Steps, double[] Values)> lines)
     {

@@ -104,11 +104,11 @@ public static class ReportWriter
         if (glossary.Count > 0)
             sb.Append("## Glossary\n\n").Append(FigureGlossary.Markdown(glossary)).Append('\n').Append(FigureGlossary.Legend).Append("\n\n");
 
-        var monitored = r.Curves.Where(c => c.Monitor is not null).ToList();
+        var monitored = r.Monitored();
         if (monitored.Count > 0)
         {
             sb.Append("## Reward-hacking monitor\n\n");
-            foreach (var c in monitored) sb.Append("- ").Append(MdCell(c.Method)).Append(": ").Append(MdCell(c.Monitor!.Describe())).Append('\n');
+            foreach (var (method, monitor) in monitored) sb.Append("- ").Append(MdCell(method)).Append(": ").Append(MdCell(monitor.Describe())).Append('\n');
             sb.Append('\n');
         }
 
@@ -250,7 +250,7 @@ public static class ReportWriter
     /// <summary>Every figure the report shows (aggregates, then training-curve values), for the glossary.</summary>
     internal static List<string> GlossaryFigures(EvaluationResult r) =>
         MetricColumns(r).Concat(r.Curves.SelectMany(c => c.Points).SelectMany(p => p.Values.Keys))
-            .Concat(r.Curves.Where(c => c.Monitor is not null).SelectMany(c => c.Monitor!.Evaluations).SelectMany(p => p.Values.Keys)).Distinct().ToList();
+            .Concat(r.MonitorKeys()).Distinct().ToList();
 
     internal static List<MethodSummary> OrderedSummaries(EvaluationResult r)
     {

@@ -463,7 +463,7 @@ public sealed class FocusNFixTrainer : IDisposable
         return JsonSerializer.Serialize(states);
     }
 
-    public const string MonitorName = "monitor.json";
+    public const string MonitorName = MonitorFile.Name;
 
     /// <summary>
     /// Evaluates the validation set at <paramref name="step"/> (once per step), logs it, keeps the best unflagged LoRA,
@@ -503,17 +503,8 @@ public sealed class FocusNFixTrainer : IDisposable
         return true;
     }
 
-    void WriteMonitorFile(int? stoppedAt) => AtomicFile.WriteAllText(Path.Combine(RunDir, MonitorName), JsonSerializer.Serialize(new
-    {
-        evaluations = _monitor!.Points,
-        first_flag = _monitor.FirstFlag,
-        best_unflagged_step = _monitor.Rule.BestStep(_monitor.Points),
-        stopped_at = stoppedAt,
-        lora_step = stoppedAt is null ? null : _bestStep,
-        images = _monitor.Images,
-    }, MonitorJson) + "\n");
-
-    static readonly JsonSerializerOptions MonitorJson = new(TrainingConfig.Json) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    void WriteMonitorFile(int? stoppedAt) => new MonitorFile(_monitor!.Points, _monitor.FirstFlag, _monitor.Rule.BestStep(_monitor.Points), stoppedAt,
+        stoppedAt is null ? null : _bestStep, _monitor.Images).Write(Path.Combine(RunDir, MonitorName));
 
     /// <summary>The step whose LoRA a stopped run kept (null until the monitor kept one).</summary>
     public int? BestMonitoredStep => _bestStep;

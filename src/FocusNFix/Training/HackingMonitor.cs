@@ -1,3 +1,6 @@
+using System.Text.Json;
+using FocusNFix.IO;
+
 namespace FocusNFix.Training;
 
 /// <summary>One evaluation of the fixed validation set: target reward, each guard's score, and the median PSNR outside the mask against the base images.</summary>
@@ -5,6 +8,33 @@ public sealed record MonitorPoint(int Step, double TargetReward, IReadOnlyDictio
 
 /// <summary>Why an evaluation was flagged; null members did not fire.</summary>
 public sealed record HackingFlag(int Step, string Reason);
+
+/// <summary>
+/// monitor.json, which a run with train.monitor writes beside its log after every evaluation and the report reads:
+/// one type for both sides, so the file cannot say what the reader does not understand.
+/// </summary>
+/// <param name="BestUnflaggedStep">the evaluation with the highest target reward that met the guards.</param>
+/// <param name="StoppedAt">where train.stop_on_hacking ended the run (null: it ran on).</param>
+/// <param name="LoraStep">the step whose LoRA a stopped run kept.</param>
+/// <param name="Images">how many validation images each evaluation samples.</param>
+public sealed record MonitorFile(IReadOnlyList<MonitorPoint> Evaluations, HackingFlag? FirstFlag, int? BestUnflaggedStep, int? StoppedAt, int? LoraStep, int Images)
+{
+    public const string Name = "monitor.json";
+
+    // Named literals: step 0's PSNR against itself is +Infinity.
+    static readonly JsonSerializerOptions Json = new(TrainingConfig.Json) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    public void Write(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json) + "\n");
+
+    public static MonitorFile Read(string path)
+    {
+        var file = StrictJson.Deserialize<MonitorFile>(InputFile.ReadAllText(path, "monitor file"), path, Json);
+        if (file.Evaluations is null) throw new InvalidInputException($"{path}: no \"evaluations\": expected a run's monitor.json (an object with an \"evaluations\" array)");
+        foreach (var e in file.Evaluations)
+            if (e is null || e.Guards is null) throw new InvalidInputException($"{path}: an evaluation without its guards: expected {{\"step\": N, \"target_reward\": R, \"guards\": {{...}}, \"psnr_outside\": P}}");
+        return file;
+    }
+}
 
 /// <summary>
 /// The reward-hacking rule: an evaluation is flagged when the target reward has improved on the first evaluation

@@ -101,9 +101,13 @@ public class MonitorTrainingTests : IDisposable
         File.WriteAllText(path, "{\"evaluations\": 3}");
         var e = Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path));
         Assert.Contains(path, e.Message);
-        Assert.Contains("\"evaluations\" array", e.Message);
+        Assert.Contains("evaluations = 3: expected a list of objects", e.Message);
         File.WriteAllText(path, "{\"evaluations\": [{\"step\": 0, \"target_reward\": \"high\"}]}");
-        Assert.Contains("target_reward = high: expected a number", Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path)).Message);
+        Assert.Contains("evaluations[0].target_reward = \"high\": expected a number", Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path)).Message);
+        File.WriteAllText(path, "{\"first_flag\": null}");
+        Assert.Contains("no \"evaluations\"", Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path)).Message);
+        File.WriteAllText(path, "{\"evaluations\": [], \"flagged\": true}");
+        Assert.Contains("unknown key 'flagged'", Assert.Throws<InvalidInputException>(() => FocusNFix.Evaluation.Evaluator.ReadMonitor(path)).Message);
     }
 
     [Fact]
