@@ -7,24 +7,24 @@ namespace FocusNFix.Cli;
 
 /// <summary>
 /// <c>fnf demo</c>: the README's main command. On the bundled ShapesWorld models it fixes one defect with
-/// focus-n-fix, draft and global on the same training prompts and budget, evaluates all of them and the base model
-/// on the held-out test prompts, and writes the report.
+/// focus-n-fix and its baselines (draft, global; for rot also ReFL, SLD and the negative prompt) on the same training
+/// prompts, seeds and budget, evaluates all of them and the base model on the held-out test prompts, and writes the report.
 /// </summary>
 public static class DemoCommand
 {
     public static Command Create()
     {
         var output = new Option<string>("--out") { Description = "Output folder", DefaultValueFactory = _ => "runs/demo" };
-        var defect = new Option<string>("--defect") { Description = "hazard (safety analogue) or glitch (artifact analogue)", DefaultValueFactory = _ => "hazard" };
+        var defect = new Option<string>("--defect") { Description = "rot (a large-area defect: where region-awareness shows), hazard (safety analogue) or glitch (artifact analogue)", DefaultValueFactory = _ => DemoPlan.DefaultDefect };
         var models = new Option<string>("--models") { Description = "Folder of the bundled ShapesWorld models", DefaultValueFactory = _ => WorldFolder.Bundled };
-        var steps = new Option<int>("--steps") { Description = "Training steps per method", DefaultValueFactory = _ => DemoPlan.DefaultSteps };
+        var steps = new Option<int?>("--steps") { Description = $"Training steps per method (default: {DemoPlan.RotSteps} for rot, {DemoPlan.DefaultSteps} for hazard and glitch)" };
         var seeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the evaluation", DefaultValueFactory = _ => 1 };
         var resume = new Option<bool>("--resume") { Description = "Continue an earlier demo in --out: each method from its newest checkpoint, then evaluate again" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier demo's files in --out (its runs, cache, images and report; nothing else) and start over" };
         var threads = CommonOptions.Threads();
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
-        var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs draft vs global, evaluate on held-out prompts, write the report")
+        var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs its baselines (draft, global; for rot also ReFL, SLD, negative prompt), evaluate on held-out prompts, write the report")
         {
             output, defect, models, steps, seeds, resume, overwrite, threads, device, dtype,
         };

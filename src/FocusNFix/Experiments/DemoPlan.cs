@@ -9,13 +9,17 @@ using TorchSharp;
 
 namespace FocusNFix.Experiments;
 
+/// <summary>A method the demo trains, with its constraint weight and learning rate.</summary>
+public sealed record DemoMethod(string Name, double Lambda, double LearningRate);
+
 /// <summary>
-/// The ShapesWorld demo: the same training prompts, seeds and budget for focus-n-fix, draft and global, then one
-/// evaluation of all methods and the base model on the test prompts.
+/// The ShapesWorld demo: the same training prompts, seeds and budget for every trained method, the training-free
+/// baselines sampled from the same seeds, then one evaluation of all methods and the base model on the test prompts.
 /// </summary>
 public sealed class DemoPlan
 {
-    public static readonly string[] Methods = { "draft", "global", "focus-n-fix" };
+    /// <summary>The task that shows the difference best: a fix several hundred pixels wide, where holding the whole picture fights the fix.</summary>
+    public const string DefaultDefect = "rot";
     public const int DefaultSteps = 60;
 
     public string Models { get; }
@@ -28,28 +32,70 @@ public sealed class DemoPlan
     /// <summary>The pipeline's dtype: float32, bfloat16 or float16.</summary>
     public string Dtype { get; init; } = "float32";
 
-    public DemoPlan(string models, string outDir, string defect, int steps, int evalSeeds, bool checkModels = true)
+    /// <summary>The trained methods in training order, each with its own settings.</summary>
+    public IReadOnlyList<DemoMethod> Trained { get; }
+    public IReadOnlyList<string> Methods => Trained.Select(m => m.Name).ToList();
+    /// <summary>The training-free baselines (SLD, negative prompt) with the concept phrase they steer away from; none for hazard and glitch.</summary>
+    public IReadOnlyList<SamplingVariant> SamplingBaselines { get; }
+
+    /// <param name="steps">training steps per method; null: <see cref="DefaultStepsFor"/>.</param>
+    public DemoPlan(string models, string outDir, string defect, int? steps, int evalSeeds, bool checkModels = true)
     {
         if (defect is not ("hazard" or "glitch" or "rot")) throw new InvalidInputException($"--defect '{defect}': expected hazard, glitch or rot");
         if (steps < 1) throw new InvalidInputException($"--steps {steps}: expected at least 1 training step per method");
         if (evalSeeds < 1) throw new InvalidInputException($"--eval-seeds {evalSeeds}: expected at least 1 seed per test prompt");
         if (checkModels && !Directory.Exists(models)) throw new InvalidInputException($"{models}: bundled models folder not found (run from the repository root, or pass --models)");
-        Models = models; OutDir = outDir; Defect = defect; Steps = steps; EvalSeeds = evalSeeds;
+        Models = models; OutDir = outDir; Defect = defect; Steps = steps ?? DefaultStepsFor(defect); EvalSeeds = evalSeeds;
         if (checkModels && !Directory.Exists(RewardModel))
             throw new InvalidInputException($"{RewardModel}: the {defect} reward model is not there; train it with `fnf world train-reward --defect {defect}` (rot needs a world with rot and a base model trained on it: docs/shapesworld-rot.md)");
+        Trained = TrainedFor(defect);
+        SamplingBaselines = defect == "rot"
+            ? new[] { RotSld.ToVariant(RotConcept, "sld"), RotNegativePrompt.ToVariant(RotConcept, "negative-prompt") }
+            : Array.Empty<SamplingVariant>();
     }
+
+    public static int DefaultStepsFor(string defect) => defect == "rot" ? RotSteps : DefaultSteps;
+
+    /// <summary>
+    /// Rot: the settings the rot sweep chose on the val prompts (docs/results/rot-val, `fnf sweep --defect rot`; 60
+    /// training steps, 3 training seeds): focus-n-fix lambda 1, global lambda 0.3, ReFL at lambda 1, all at lr 2e-3;
+    /// SLD's "max" preset and the negative prompt at guidance 1.5. The demo trains fewer steps than the sweep (see
+    /// <see cref="RotSteps"/>) and one training seed, to fit its time budget.
+    /// Hazard: lambda 1 for every method (chosen on the test prompts before the sweep existed: hazard rate -93% at
+    /// 40.5 dB outside the mask; lambda 3 gave -61% at 47 dB, short of the -70% target). Glitches sit in ~15% of the
+    /// pool's originals, so with the whole pool most batches carry no reward signal: the glitch task trains on the
+    /// pairs whose original has a mask, with a lighter constraint and a higher rate (measured: glitch rate -36% at
+    /// 40.7 dB outside the mask, against -11% with the hazard settings).
+    /// </summary>
+    static IReadOnlyList<DemoMethod> TrainedFor(string defect) => defect switch
+    {
+        "rot" => new DemoMethod[] { new("draft", 0, 2e-3), new("global", 0.3, 2e-3), new("focus-n-fix", 1, 2e-3), new("refl", 1, 2e-3) },
+        "glitch" => new DemoMethod[] { new("draft", 0.3, 4e-3), new("global", 0.3, 4e-3), new("focus-n-fix", 0.3, 4e-3) },
+        _ => new DemoMethod[] { new("draft", 1, 2e-3), new("global", 1, 2e-3), new("focus-n-fix", 1, 2e-3) },
+    };
+
+    /// <summary>Training steps of the rot demo: the sweep's 60 steps for four methods do not fit the demo's 10 minutes on 2 cores.</summary>
+    public const int RotSteps = 30;
+    public const string RotConcept = "rot";
+    static readonly SweepSetting RotSld = new(SweepSetting.SldMethod, SldPreset: "max", GuidanceScale: 2);
+    static readonly SweepSetting RotNegativePrompt = new(SweepSetting.NegativePromptMethod, GuidanceScale: 1.5);
+
+    public DemoMethod Method(string name) => Trained.FirstOrDefault(m => m.Name == name)
+        ?? throw new ArgumentException($"{name}: not a method of the {Defect} demo (expected one of {string.Join(", ", Methods)})", nameof(name));
 
     public string RunDir(string method) => Path.Combine(OutDir, "runs", method);
     public string CacheDir => Path.Combine(OutDir, "originals-cache");
+    /// <summary>ReFL caches the x0 prediction at step T-K, not the final originals: its own cache.</summary>
+    public string ReflCacheDir => Path.Combine(OutDir, "originals-cache-refl");
 
     /// <summary>
-    /// Everything the demo writes under its output folder: the three run folders, the shared originals cache, the
+    /// Everything the demo writes under its output folder: the run folders, the shared originals caches, the
     /// evaluation's images and plots, the report and prompts.json. Only these are replaced by --overwrite; anything
     /// else in the folder stays.
     /// </summary>
     public IEnumerable<string> OwnedPaths => Methods.Select(RunDir).Concat(new[]
     {
-        CacheDir, Path.Combine(OutDir, "images"), Path.Combine(OutDir, ReportWriter.PlotFolder), Path.Combine(OutDir, ReportWriter.JsonFile),
+        CacheDir, ReflCacheDir, Path.Combine(OutDir, "images"), Path.Combine(OutDir, ReportWriter.PlotFolder), Path.Combine(OutDir, ReportWriter.JsonFile),
         Path.Combine(OutDir, ReportWriter.MarkdownFile), Path.Combine(OutDir, ReportWriter.HtmlFile), Path.Combine(OutDir, PromptsFile),
     });
 
@@ -61,38 +107,37 @@ public sealed class DemoPlan
     string OtherDefect => Defect == "hazard" ? "glitch" : "hazard";
     public string Judge => Path.Combine(Models, "judge");
 
-    /// <summary>
-    /// Per-defect settings, shared by the three methods. Hazard: lambda 1 (measured on the test prompts: hazard rate
-    /// -93% at 40.5 dB outside the mask; lambda 3 gave -61% at 47 dB, short of the -70% target). Glitches sit in ~15% of the pool's originals, so with the
-    /// whole pool most batches carry no reward signal: the glitch task trains on the pairs whose original has a mask,
-    /// with a lighter constraint and a higher rate (measured: glitch rate -36% at 40.7 dB outside the mask, against
-    /// -11% with the hazard settings).
-    /// </summary>
     bool Glitch => Defect == "glitch";
 
-    public TrainingConfig TrainingConfig(string method) => new()
+    /// <summary>The training config of one method (any of focus-n-fix, global, draft, refl; the sweep sets its own lambda and rate).</summary>
+    public TrainingConfig TrainingConfig(string method)
     {
-        Model = BaseModel,
-        Objective = method,
-        OutputDir = RunDir(method),
-        Seed = 0,
-        Device = Device,
-        Dtype = Dtype,
-        Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2, OnlyProblematic = Glitch },
-        Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
-        Draft = new DraftConfig { Mode = "draft-k", K = 2, Checkpointing = true },
-        Lora = new LoraSection { Rank = 8, Alpha = 8 },
-        Rewards = new List<RewardSpec> { new() { Type = "region-reward-model", Path = RewardModel, Weight = 1.0 } },
-        Heatmap = new HeatmapSpec { Type = "reward-model", Path = RewardModel },
-        Constraint = new ConstraintConfig { Lambda = Glitch ? 0.3 : 1.0, Norm = "frobenius", Space = "pixel" },
-        Optimizer = new OptimizerConfig { LearningRate = Glitch ? 4e-3 : 2e-3, GradClip = 1.0, WarmupSteps = 5 },
-        // One disk cache of the originals for all three methods: same pool, sampling and masks (global reads them as zeros).
-        Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = CacheDir },
-    };
+        var settings = Trained.FirstOrDefault(m => m.Name == method) ?? Trained.First(m => m.Name == "focus-n-fix") with { Name = method };
+        bool refl = method == "refl";
+        return new()
+        {
+            Model = BaseModel,
+            Objective = refl ? "focus-n-fix" : method,
+            OutputDir = RunDir(method),
+            Seed = 0,
+            Device = Device,
+            Dtype = Dtype,
+            Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2, OnlyProblematic = Glitch },
+            Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
+            Draft = new DraftConfig { Mode = refl ? "refl" : "draft-k", K = 2, Checkpointing = true },
+            Lora = new LoraSection { Rank = 8, Alpha = 8 },
+            Rewards = new List<RewardSpec> { new() { Type = "region-reward-model", Path = RewardModel, Weight = 1.0 } },
+            Heatmap = new HeatmapSpec { Type = "reward-model", Path = RewardModel },
+            Constraint = new ConstraintConfig { Lambda = settings.Lambda, Norm = "frobenius", Space = "pixel" },
+            Optimizer = new OptimizerConfig { LearningRate = settings.LearningRate, GradClip = 1.0, WarmupSteps = 5 },
+            // One disk cache of the originals for the DRaFT-K methods: same pool, sampling and masks (global reads them as zeros).
+            Train = new TrainLoopConfig { Steps = Steps, BatchSize = 4, SampleEvery = 20, CheckpointEvery = 20, Cache = "disk", CacheDir = refl ? ReflCacheDir : CacheDir },
+        };
+    }
 
     public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)
     {
-        var result = EvaluateOn(Split.Test, loras, Array.Empty<SamplingVariant>(), logs, OutDir, null, progress, $"ShapesWorld demo: fixing the {Defect} defect");
+        var result = EvaluateOn(Split.Test, loras, SamplingBaselines, logs, OutDir, null, progress, $"ShapesWorld demo: fixing the {Defect} defect");
         IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), JsonSerializer.Serialize(result.Prompts, new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return result;
     }

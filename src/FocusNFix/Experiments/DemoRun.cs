@@ -17,9 +17,9 @@ public enum EarlierOutput
 }
 
 /// <summary>
-/// One run of the ShapesWorld demo (<c>fnf demo</c>): the three methods of a <see cref="DemoPlan"/> trained one after
-/// the other with the same prompts, seeds and budget, then one evaluation of all of them and the base model on the
-/// test prompts, written as the report. Created before any work, so an earlier demo in the folder is dealt with first.
+/// One run of the ShapesWorld demo (<c>fnf demo</c>): the trained methods of a <see cref="DemoPlan"/> trained one
+/// after the other with the same prompts, seeds and budget, then one evaluation of all of them, the training-free
+/// baselines and the base model on the test prompts, written as the report. Created before any work, so an earlier demo in the folder is dealt with first.
 /// </summary>
 public sealed class DemoRun
 {
@@ -47,7 +47,7 @@ public sealed class DemoRun
     }
 
 
-    /// <summary>Trains the three methods in order.</summary>
+    /// <summary>Trains the plan's methods in order.</summary>
     /// <param name="train">trains one config (continuing its run folder when the flag says so) and returns the run folder; the CLI passes its trainer with progress bars.</param>
     /// <remarks>With --resume a finished method is kept as it is, and an unfinished one (killed at any point after its run
     /// folder was started) continues from its newest checkpoint, or from step 0 when it had none.</remarks>
@@ -55,7 +55,7 @@ public sealed class DemoRun
     {
         _logs.Clear();
         _loras.Clear();
-        foreach (var method in DemoPlan.Methods)
+        foreach (var method in Plan.Methods)
         {
             var cfg = Plan.TrainingConfig(method);
             bool resume = _earlier == EarlierOutput.Resume && RunFolder.HoldsRun(cfg.OutputDir);
@@ -69,12 +69,13 @@ public sealed class DemoRun
     /// <param name="commandLine">how the demo was started, recorded in the report.</param>
     public EvaluationResult EvaluateAndReport(string commandLine, Action<string, int, int>? progress = null)
     {
-        if (_loras.Count != DemoPlan.Methods.Length) throw new InvalidOperationException("the demo's methods are not trained yet");
+        if (_loras.Count != Plan.Methods.Count) throw new InvalidOperationException("the demo's methods are not trained yet");
         var result = Plan.Evaluate(_loras, _logs, progress);
         result.Notes["wall_time"] = $"{WallTime.TotalMinutes:F1} min";
         result.Notes["command"] = commandLine;
         foreach (var (k, v) in RunEnvironment.Describe()) result.Notes["version " + k] = v;
-        foreach (var method in DemoPlan.Methods) result.Notes["recipe " + method] = Recipe(Plan.TrainingConfig(method));
+        foreach (var method in Plan.Methods) result.Notes["recipe " + method] = Recipe(Plan.TrainingConfig(method));
+        foreach (var v in Plan.SamplingBaselines) result.Notes["recipe " + v.Method] = Recipe(v);
         ReportWriter.Write(result, Plan.OutDir);
         return result;
     }
@@ -82,6 +83,10 @@ public sealed class DemoRun
     /// <summary>One line of the hyperparameters a method trained with (the rest of the recipe is the same for every method).</summary>
     internal static string Recipe(TrainingConfig c) => FormattableString.Invariant(
         $"lambda={c.Constraint.Lambda}, norm={c.Constraint.Norm}, space={c.Constraint.Space}, lr={c.Optimizer.LearningRate}, grad_clip={c.Optimizer.GradClip}, warmup={c.Optimizer.WarmupSteps}, steps={c.Train.Steps}, batch={c.Train.BatchSize}, draft={c.Draft.Mode} k={c.Draft.K}, sampling_steps={c.Sampling.Steps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "model default"}, seed={c.Seed}");
+
+    /// <summary>One line of a training-free baseline's sampling settings.</summary>
+    internal static string Recipe(SamplingVariant v) => FormattableString.Invariant(
+        $"guidance={v.GuidanceScale?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "the evaluation's"}, negative_prompt={v.NegativePrompt ?? "none"}, sld={(v.Sld is { } sld ? $"concept '{sld.Concept}' sld_guidance={sld.Settings.GuidanceScale} warmup={sld.Settings.WarmupSteps} threshold={sld.Settings.Threshold} momentum={sld.Settings.MomentumScale} beta={sld.Settings.MomentumBeta}" : "off")}");
 
     public TimeSpan WallTime => _clock.Elapsed;
     public string ReportHtml => Path.Combine(Plan.OutDir, ReportWriter.HtmlFile);

@@ -24,6 +24,18 @@ public sealed record SweepSetting(string Method, double? Lambda = null, double? 
     /// <summary>The settings as a person reads them ("lambda=1, lr=0.002").</summary>
     public string Label => string.Join(", ", Parts().Select(p => $"{p.Key}={p.Value}"));
 
+    /// <summary>A sampling setting as the evaluation's variant, steering away from <paramref name="concept"/>; named <paramref name="name"/> or its <see cref="Id"/>.</summary>
+    public SamplingVariant ToVariant(string concept, string? name = null) => Method switch
+    {
+        SldMethod => new SamplingVariant(name ?? Id)
+        {
+            GuidanceScale = GuidanceScale,
+            Sld = new SldOptions(concept, SldPreset is { } p ? SldSettings.Preset(p) : SldSettings.Medium with { GuidanceScale = SldScale!.Value }),
+        },
+        NegativePromptMethod => new SamplingVariant(name ?? Id) { GuidanceScale = GuidanceScale, NegativePrompt = concept },
+        _ => throw new ArgumentException($"{Id} is a trained setting"),
+    };
+
     IEnumerable<KeyValuePair<string, string>> Parts()
     {
         static string N(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
@@ -97,12 +109,11 @@ public sealed class SweepPlan
     public TrainingConfig TrainingConfig(SweepSetting s, long seed)
     {
         if (!s.Trained) throw new ArgumentException($"{s.Id} is not a trained setting", nameof(s));
-        var cfg = Demo.TrainingConfig(s.Method == "refl" ? "focus-n-fix" : s.Method);
+        var cfg = Demo.TrainingConfig(s.Method);
         cfg.Seed = seed;
         cfg.OutputDir = RunDir(s, seed);
         cfg.Optimizer.LearningRate = s.LearningRate!.Value;
         cfg.Constraint.Lambda = s.Lambda ?? 0;
-        if (s.Method == "refl") cfg.Draft.Mode = "refl";
         // The sweep compares end points; intermediate sample grids would cost a sampling pass per 20 steps per run.
         cfg.Train.SampleEvery = 0;
         cfg.Train.CacheDir = CacheDir(s);
@@ -156,14 +167,5 @@ public sealed class SweepPlan
         return test;
     }
 
-    public SamplingVariant Variant(SweepSetting s) => s.Method switch
-    {
-        SweepSetting.SldMethod => new SamplingVariant(s.Id)
-        {
-            GuidanceScale = s.GuidanceScale,
-            Sld = new SldOptions(Config.Concept!, s.SldPreset is { } p ? SldSettings.Preset(p) : SldSettings.Medium with { GuidanceScale = s.SldScale!.Value }),
-        },
-        SweepSetting.NegativePromptMethod => new SamplingVariant(s.Id) { GuidanceScale = s.GuidanceScale, NegativePrompt = Config.Concept },
-        _ => throw new ArgumentException($"{s.Id} is a trained setting", nameof(s)),
-    };
+    public SamplingVariant Variant(SweepSetting s) => s.ToVariant(Config.Concept!);
 }

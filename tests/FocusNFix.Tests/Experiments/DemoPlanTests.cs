@@ -38,6 +38,30 @@ public class DemoPlanTests
     }
 
     [Fact]
+    public void TheRotDemoUsesTheSweepsChosenSettingsPerMethodAndTheTrainingFreeBaselines()
+    {
+        var plan = new DemoPlan(Models, "/tmp/demo-plan-test", "rot", null, 1);
+        Assert.Equal(DemoPlan.RotSteps, plan.Steps);
+        Assert.Equal(new[] { "draft", "global", "focus-n-fix", "refl" }, plan.Methods);
+        var cfgs = plan.Methods.ToDictionary(m => m, plan.TrainingConfig);
+        foreach (var (m, c) in cfgs) c.Validate(m);
+        Assert.Equal(new[] { 0, 0.3, 1, 1 }, plan.Methods.Select(m => cfgs[m].Constraint.Lambda));
+        Assert.All(cfgs.Values, c => Assert.Equal(2e-3, c.Optimizer.LearningRate));
+        Assert.Equal(("focus-n-fix", "refl"), (cfgs["refl"].Objective, cfgs["refl"].Draft.Mode));
+        Assert.Equal("draft-k", cfgs["focus-n-fix"].Draft.Mode);
+        // ReFL caches the x0 prediction, not the final originals: a shared cache would hand one method the other's.
+        Assert.Equal(plan.ReflCacheDir, cfgs["refl"].Train.CacheDir);
+        Assert.All(new[] { "draft", "global", "focus-n-fix" }, m => Assert.Equal(plan.CacheDir, cfgs[m].Train.CacheDir));
+        Assert.Equal(new[] { "sld", "negative-prompt" }, plan.SamplingBaselines.Select(v => v.Method));
+        var sld = plan.SamplingBaselines[0];
+        Assert.Equal(("rot", FocusNFix.Pipelines.SldSettings.Max, 2.0), (sld.Sld!.Concept, sld.Sld.Settings, sld.GuidanceScale));
+        var neg = plan.SamplingBaselines[1];
+        Assert.Equal(("rot", 1.5, (FocusNFix.Pipelines.SldOptions?)null), (neg.NegativePrompt, neg.GuidanceScale, neg.Sld));
+        Assert.Empty(new DemoPlan(Models, "/tmp/demo-plan-test", "hazard", null, 1).SamplingBaselines);
+        Assert.Equal(DemoPlan.DefaultSteps, new DemoPlan(Models, "/tmp/demo-plan-test", "hazard", null, 1).Steps);
+    }
+
+    [Fact]
     public void UnknownDefectIsRefused() =>
         Assert.Contains("expected hazard, glitch or rot", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, "/tmp/x", "blur", 60, 1)).Message);
 }

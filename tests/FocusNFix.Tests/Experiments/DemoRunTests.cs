@@ -42,9 +42,19 @@ public class DemoRunTests : IDisposable
         var plan = Plan();
         File.WriteAllText(Path.Combine(_out, "notes.txt"), "mine");  // a folder with other things in it is fine
         var calls = TrainRecorded(new DemoRun(plan, EarlierOutput.Refuse));
-        Assert.Equal(DemoPlan.Methods, calls.Select(c => c.Method));
-        Assert.Equal(DemoPlan.Methods.Select(plan.RunDir), calls.Select(c => c.OutputDir));
+        Assert.Equal(plan.Methods, calls.Select(c => c.Method));
+        Assert.Equal(plan.Methods.Select(plan.RunDir), calls.Select(c => c.OutputDir));
         Assert.All(calls, c => Assert.False(c.Resume));
+    }
+
+    [Fact]
+    public void TheRotDemoTrainsFourMethodsWithReflAsFocusNFixInItsOwnFolder()
+    {
+        var plan = new DemoPlan(Models, _out, "rot", null, 1);
+        var calls = TrainRecorded(new DemoRun(plan, EarlierOutput.Refuse));
+        Assert.Equal(new[] { "draft", "global", "focus-n-fix", "focus-n-fix" }, calls.Select(c => c.Method));
+        Assert.Equal(new[] { "draft", "global", "focus-n-fix", "refl" }.Select(plan.RunDir), calls.Select(c => c.OutputDir));
+        Assert.Contains(plan.ReflCacheDir, plan.OwnedPaths);
     }
 
     [Fact]
