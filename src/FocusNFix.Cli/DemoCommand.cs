@@ -18,6 +18,7 @@ public static class DemoCommand
         var defect = new Option<string>("--defect") { Description = "rot (a large-area defect: where region-awareness shows), hazard (safety analogue) or glitch (artifact analogue)", DefaultValueFactory = _ => DemoPlan.DefaultDefect };
         var models = new Option<string>("--models") { Description = "Folder of the bundled ShapesWorld models", DefaultValueFactory = _ => WorldFolder.Bundled };
         var steps = new Option<int?>("--steps") { Description = $"Training steps per method (default: {DemoPlan.RotSteps} for rot, {DemoPlan.DefaultSteps} for hazard and glitch)" };
+        var testPrompts = new Option<int?>("--test-prompts") { Description = "Evaluate on the first N test prompts (default: all 128)" };
         var seeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the evaluation", DefaultValueFactory = _ => 1 };
         var resume = new Option<bool>("--resume") { Description = "Continue an earlier demo in --out: each method from its newest checkpoint, then evaluate again" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier demo's files in --out (its runs, cache, images and report; nothing else) and start over" };
@@ -26,7 +27,7 @@ public static class DemoCommand
         var dtype = CommonOptions.DType();
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs its baselines (draft, global; for rot also ReFL, SLD, negative prompt), evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, seeds, resume, overwrite, threads, device, dtype,
+            output, defect, models, steps, testPrompts, seeds, resume, overwrite, threads, device, dtype,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -37,7 +38,7 @@ public static class DemoCommand
             CommonOptions.ParseDType(pr.GetValue(dtype)!);
             var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds))
             {
-                Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!,
+                Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!, TestPrompts = pr.GetValue(testPrompts),
             };
             var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierOutput.Resume : pr.GetValue(overwrite) ? EarlierOutput.Overwrite : EarlierOutput.Refuse);
             demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));

@@ -32,6 +32,14 @@ public sealed class DemoPlan
     /// <summary>The pipeline's dtype: float32, bfloat16 or float16.</summary>
     public string Dtype { get; init; } = "float32";
 
+    /// <summary>How many of the test prompts the evaluation uses (the first N, in the split's fixed order); null: all of them.</summary>
+    public int? TestPrompts
+    {
+        get => _testPrompts;
+        init => _testPrompts = value is < 1 ? throw new InvalidInputException($"--test-prompts {value}: expected at least 1 test prompt") : value;
+    }
+    readonly int? _testPrompts;
+
     /// <summary>The trained methods in training order, each with its own settings.</summary>
     public IReadOnlyList<DemoMethod> Trained { get; }
     public IReadOnlyList<string> Methods => Trained.Select(m => m.Name).ToList();
@@ -137,7 +145,7 @@ public sealed class DemoPlan
 
     public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)
     {
-        var result = EvaluateOn(Split.Test, loras, SamplingBaselines, logs, OutDir, null, progress, $"ShapesWorld demo: fixing the {Defect} defect");
+        var result = EvaluateOn(Split.Test, loras, SamplingBaselines, logs, OutDir, TestPrompts, progress, $"ShapesWorld demo: fixing the {Defect} defect");
         IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), JsonSerializer.Serialize(result.Prompts, new JsonSerializerOptions { WriteIndented = true }) + "\n");
         return result;
     }

@@ -103,4 +103,8 @@ public class DemoRunTests : IDisposable
     [InlineData(60, 0, "--eval-seeds 0")]
     public void CountsBelowOneAreRefused(int steps, int seeds, string named) =>
         Assert.Contains(named, Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, _out, "hazard", steps, seeds)).Message);
+
+    [Fact]
+    public void ATestPromptCountBelowOneIsRefused() =>
+        Assert.Contains("--test-prompts 0: expected at least 1", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, _out, "rot", null, 1) { TestPrompts = 0 }).Message);
 }
