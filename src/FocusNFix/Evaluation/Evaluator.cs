@@ -56,6 +56,11 @@ public sealed class EvalSetup
     public string Title { get; init; } = "Focus-N-Fix evaluation";
     /// <summary>The part of prompts x seeds to evaluate (<see cref="EvalShard.Whole"/>: all); a shard also writes shard.json.</summary>
     public EvalShard Shard { get; init; } = EvalShard.Whole;
+    /// <summary>
+    /// A folder that keeps the base model's images between evaluations that sample them the same way (a sweep
+    /// evaluates every setting against the same base images, a quarter of its sampling otherwise); null: sample each time.
+    /// </summary>
+    public string? BaseImageCache { get; init; }
 }
 
 /// <summary>
@@ -97,7 +102,9 @@ public static class Evaluator
             try
             {
                 var variant = s.Variants.FirstOrDefault(v => v.Method == method);
-                var images = SampleAll(pipe, jobs, s, variant, (d, t) => progress?.Invoke($"sampling {method}", d, t));
+                var images = method == BaseMethod && s.BaseImageCache is { } cache
+                    ? CachedBaseImages(pipe, jobs, s, cache, (d, t) => progress?.Invoke($"sampling {method}", d, t))
+                    : SampleAll(pipe, jobs, s, variant, (d, t) => progress?.Invoke($"sampling {method}", d, t));
                 if (method == BaseMethod)
                 {
                     using (no_grad())
@@ -184,6 +191,42 @@ public static class Evaluator
     static GenerationInfo Info(TextToImagePipeline pipe, EvalSetup s, (int Index, string Prompt, long Seed) job, Tensor image, string method, string? lora, SamplingVariant? variant) =>
         GenerationInfo.Of(pipe, job.Prompt, job.Index, job.Seed, variant?.Options(s) ?? new SampleOptions { Steps = s.Steps, GuidanceScale = s.GuidanceScale, Eta = s.Eta },
             (int)image.shape[^2], (int)image.shape[^1], scheduler: s.Scheduler, lora: lora, method: method);
+
+    /// <summary>
+    /// The base images from <paramref name="folder"/> when an earlier evaluation sampled them the same way (model,
+    /// device, dtype, sampler, batch size, and the same prompts and seeds in the same batches: the key), else sampled
+    /// and kept there. A kept file holds the exact float values, so the figures are those of a fresh sampling.
+    /// </summary>
+    static Tensor CachedBaseImages(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, string folder, Action<int, int> progress)
+    {
+        var key = string.Join("\n", new[]
+        {
+            Path.GetFullPath(pipe.Folder.Path), pipe.Device.ToString(), pipe.DType.ToString(), pipe.Scheduler.GetType().Name, s.Scheduler ?? "default",
+            FormattableString.Invariant($"steps={s.Steps} guidance={s.GuidanceScale:R} eta={s.Eta:R} batch={s.BatchSize}"),
+        }
+        // A model retrained in place is another model: its files' sizes and times are part of the key.
+        .Concat(Directory.EnumerateFiles(pipe.Folder.Path, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal)
+            .Select(f => FormattableString.Invariant($"{Path.GetRelativePath(pipe.Folder.Path, f)}\t{new FileInfo(f).Length}\t{File.GetLastWriteTimeUtc(f):O}")))
+        .Concat(jobs.Select(j => FormattableString.Invariant($"{j.Index}\t{j.Seed}\t{j.Prompt}"))));
+        var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)))[..32].ToLowerInvariant();
+        var path = Path.Combine(folder, $"base-{hash}.safetensors");
+        if (File.Exists(path))
+        {
+            var loaded = Safetensors.Load(path);
+            if (loaded.TryGetValue("images", out var kept) && kept.shape.Length == 4 && kept.shape[0] == jobs.Count)
+            {
+                foreach (var other in loaded.Where(kv => kv.Key != "images")) other.Value.Dispose();
+                progress(jobs.Count, jobs.Count);
+                return kept;
+            }
+            foreach (var t in loaded.Values) t.Dispose();
+            throw new InvalidInputException($"{path}: expected an \"images\" tensor of {jobs.Count} base images (a base-image cache file); delete it to sample them again");
+        }
+        var images = SampleAll(pipe, jobs, s, null, progress);
+        OutputFolder.Create(folder, "base-image cache");
+        Safetensors.Save(path, new Dictionary<string, Tensor> { ["images"] = images }, new Dictionary<string, string> { ["focusnfix_key"] = key });
+        return images;
+    }
 
     static Tensor SampleAll(TextToImagePipeline pipe, List<(int Index, string Prompt, long Seed)> jobs, EvalSetup s, SamplingVariant? variant, Action<int, int> progress)
     {

@@ -156,7 +156,8 @@ public sealed class DemoPlan
     /// defect's reward, the judge's alignment and the oracle's figures; images and report.json go to <paramref name="outDir"/>.
     /// </summary>
     public EvaluationResult EvaluateOn(Split split, IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyList<SamplingVariant> variants,
-        IReadOnlyDictionary<string, string> logs, string outDir, int? promptLimit, Action<string, int, int>? progress, string? title = null)
+        IReadOnlyDictionary<string, string> logs, string outDir, int? promptLimit, Action<string, int, int>? progress, string? title = null,
+        string? baseImageCache = null)
     {
         var world = ShapesWorldBenchmark.Load(Path.Combine(Models, WorldSpec.FileName));
         using var pipe = TextToImagePipeline.Load(BaseModel, Placement.ParseDevice(Device, "device"), Placement.ParseDType(Dtype, "dtype"));
@@ -184,6 +185,7 @@ public sealed class DemoPlan
             OracleAgainstBase = world.OracleFigures,
             TrainingLogs = logs,
             Title = title ?? $"ShapesWorld: fixing the {Defect} defect ({PromptSplits.Name(split)} prompts)",
+            BaseImageCache = baseImageCache,
         };
         return Evaluator.Run(pipe, setup, outDir, progress);
     }

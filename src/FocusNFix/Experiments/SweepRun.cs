@@ -113,7 +113,7 @@ public sealed class SweepRun
             Add(Figures(dir, () =>
             {
                 var result = Plan.Demo.EvaluateOn(Plan.Split, loras, Array.Empty<SamplingVariant>(), new Dictionary<string, string>(), dir, Plan.Config.PromptLimit,
-                    (what, d, t) => progress?.Invoke($"{setting.Id}: {what}", d, t));
+                    (what, d, t) => progress?.Invoke($"{setting.Id}: {what}", d, t), baseImageCache: Plan.BaseImageCache);
                 return result.Images.Select(im => new SweepRow
                 {
                     Setting = im.Method == Evaluator.BaseMethod ? BaseSetting : setting.Id,
@@ -127,7 +127,7 @@ public sealed class SweepRun
             Add(Figures(Plan.SamplingEvalDir, () =>
             {
                 var result = Plan.Demo.EvaluateOn(Plan.Split, Array.Empty<(string, string)>(), variants.Select(Plan.Variant).ToList(), new Dictionary<string, string>(),
-                    Plan.SamplingEvalDir, Plan.Config.PromptLimit, (what, d, t) => progress?.Invoke($"sampling baselines: {what}", d, t));
+                    Plan.SamplingEvalDir, Plan.Config.PromptLimit, (what, d, t) => progress?.Invoke($"sampling baselines: {what}", d, t), baseImageCache: Plan.BaseImageCache);
                 return result.Images.Select(im => new SweepRow { Setting = im.Method, PromptIndex = im.PromptIndex, EvalSeed = im.Seed, Metrics = im.Metrics }).ToList();
             }));
         return rows;
