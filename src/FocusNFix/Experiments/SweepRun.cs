@@ -85,7 +85,9 @@ public sealed class SweepRun
         {
             var (setting, seed) = jobs[i];
             var cfg = Plan.TrainingConfig(setting, seed);
-            if (RunFolder.IsFinished(cfg.OutputDir)) continue;
+            // Another sweep's runs are only read, and the evaluation reads nothing but the final LoRA: a results folder
+            // may keep only that file with its config and log.
+            if (Plan.Config.RunsFrom != null ? File.Exists(Path.Combine(cfg.OutputDir, FocusNFixTrainer.FinalPeftName)) : RunFolder.IsFinished(cfg.OutputDir)) continue;
             if (Plan.Config.RunsFrom != null)
                 throw new InvalidInputException($"{cfg.OutputDir}: not a finished run; this sweep evaluates the runs of {Plan.Config.RunsFrom} (runs_from) and never trains into another sweep's folder: finish that sweep first (--resume)");
             announce?.Invoke($"[{i + 1}/{jobs.Count}] {setting.Method} {setting.Label}, training seed {seed}");

@@ -57,4 +57,28 @@ public class SweepRunTests : IDisposable
         var e = Assert.Throws<InvalidInputException>(() => new SweepRun(new SweepPlan(Config()), EarlierOutput.Overwrite, new EvalShard(0, 2)));
         Assert.Contains("--overwrite", e.Message);
     }
+
+    [Fact]
+    public void ASweepOnAnotherSweepsRunsNeedsOnlyTheirFinalLoraAndNeverTrains()
+    {
+        var runs = Path.Combine(_out, "val-runs");
+        var config = Config();
+        config.OutputDir = Path.Combine(_out, "test");
+        config.Split = "test";
+        config.RunsFrom = runs;
+        var plan = new SweepPlan(config);
+        var trained = plan.Settings.Where(s => s.Trained).SelectMany(s => config.TrainSeeds.Select(seed => plan.RunDir(s, seed))).ToList();
+        // A results folder keeps only the LoRA the evaluation reads (with config and log): enough.
+        foreach (var dir in trained)
+        {
+            Directory.CreateDirectory(dir);
+            File.WriteAllText(Path.Combine(dir, FocusNFix.Training.FocusNFixTrainer.FinalPeftName), "");
+        }
+        Assert.Empty(Recorded(new SweepRun(plan, EarlierOutput.Refuse)));
+        // One without it is not trained into the other sweep's folder: refused by name.
+        File.Delete(Path.Combine(trained[^1], FocusNFix.Training.FocusNFixTrainer.FinalPeftName));
+        var e = Assert.Throws<InvalidInputException>(() => Recorded(new SweepRun(plan, EarlierOutput.Resume)));
+        Assert.Contains(trained[^1], e.Message);
+        Assert.Contains("runs_from", e.Message);
+    }
 }
