@@ -66,11 +66,12 @@ public class SafeGuidanceTests
         using var safe = pipe.Sample(prompts, Options(max), onStep: t => traces.Add(t.UnetOutput.shape));
         Assert.Equal(new long[] { 6, 4, 16, 16 }, traces[0]); // uncond | cond | concept
         Assert.True((safe.FinalLatents - plain.FinalLatents).abs().max().item<float>() > 1e-2, "SLD max must move the sample");
-        // the momentum is elementwise: an image does not depend on the others in its batch. The tolerance is the golden
-        // README's for guided steps: the SLD scale (5000 here) amplifies the UNet's batch-size rounding (measured 2.7e-4,
-        // against 1.7e-5 without SLD and an SLD effect of 1.04).
+        // the momentum is elementwise: an image does not depend on the others in its batch. The SLD scale (5000 here)
+        // amplifies the UNet's batch-size rounding: measured 2.7e-4 on one machine and 1.2e-3 on another (1 torch
+        // thread; 2 threads passed there), against 1.7e-5 without SLD and an SLD effect of 1.04; cross-talk would be of that order.
         using var alone = pipe.Sample(new[] { prompts[1] }, new SampleOptions { Steps = 3, GuidanceScale = 5, Seeds = new long[] { 4 }, Sld = max });
-        Assert.True(alone.FinalLatents[0].allclose(safe.FinalLatents[1], rtol: 0, atol: 1e-3));
+        double apart = (alone.FinalLatents[0] - safe.FinalLatents[1]).abs().max().item<float>();
+        Assert.True(apart <= 5e-3, $"alone vs in a batch: {apart:G3} apart");
     }
 
     [Fact]
