@@ -65,7 +65,7 @@ public sealed class DemoPlan
     public static int DefaultStepsFor(string defect) => defect == "rot" ? RotSteps : DefaultSteps;
 
     /// <summary>
-    /// Rot: the settings the rot sweep chose on the val prompts (docs/results/rot-val, `fnf sweep --defect rot`; 60
+    /// Rot: the settings the rot sweep chose on the val prompts (results/rot-val, `fnf sweep --defect rot`; 60
     /// training steps, 3 training seeds): focus-n-fix lambda 1, global lambda 0.3, ReFL at lambda 1, all at lr 2e-3;
     /// SLD's "max" preset and the negative prompt at guidance 1.5. The demo trains fewer steps than the sweep (see
     /// <see cref="RotSteps"/>) and one training seed, to fit its time budget.
@@ -87,9 +87,6 @@ public sealed class DemoPlan
     public const string RotConcept = "rot";
     static readonly SweepSetting RotSld = new(SweepSetting.SldMethod, SldPreset: "max", GuidanceScale: 2);
     static readonly SweepSetting RotNegativePrompt = new(SweepSetting.NegativePromptMethod, GuidanceScale: 1.5);
-
-    public DemoMethod Method(string name) => Trained.FirstOrDefault(m => m.Name == name)
-        ?? throw new ArgumentException($"{name}: not a method of the {Defect} demo (expected one of {string.Join(", ", Methods)})", nameof(name));
 
     public string RunDir(string method) => Path.Combine(OutDir, "runs", method);
     public string CacheDir => Path.Combine(OutDir, "originals-cache");

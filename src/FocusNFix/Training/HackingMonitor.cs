@@ -21,8 +21,8 @@ public sealed record MonitorFile(IReadOnlyList<MonitorPoint> Evaluations, Hackin
 {
     public const string Name = "monitor.json";
 
-    // Named literals: step 0's PSNR against itself is +Infinity.
-    static readonly JsonSerializerOptions Json = new(TrainingConfig.Json) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    // TrainingConfig's options: snake_case keys, unknown keys refused, and named literals (step 0's PSNR against itself is +Infinity).
+    static JsonSerializerOptions Json => TrainingConfig.Json;
 
     public void Write(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json) + "\n");
 
