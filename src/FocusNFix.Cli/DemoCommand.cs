@@ -18,7 +18,8 @@ public static class DemoCommand
         var defect = new Option<string>("--defect") { Description = "rot (a large-area defect: where region-awareness shows), hazard (safety analogue) or glitch (artifact analogue)", DefaultValueFactory = _ => DemoPlan.DefaultDefect };
         var models = new Option<string>("--models") { Description = "Folder of the bundled ShapesWorld models", DefaultValueFactory = _ => WorldFolder.Bundled };
         var steps = new Option<int?>("--steps") { Description = $"Training steps per method (default: {DemoPlan.RotSteps} for rot, {DemoPlan.DefaultSteps} for hazard and glitch)" };
-        var testPrompts = new Option<int?>("--test-prompts") { Description = "Evaluate on the first N test prompts (default: all 128)" };
+        var testPrompts = new Option<int?>("--test-prompts") { Description = $"Evaluate on the first N test prompts (default: {DemoPlan.RotTestPrompts} for rot, all 128 for hazard and glitch)" };
+        var poolSeeds = new Option<int?>("--pool-seeds") { Description = $"Seeds per training prompt in the pool of 64 train prompts (default: 1 for rot, the sweep's {DemoPlan.SweepPoolSeeds} for hazard and glitch)" };
         var seeds = new Option<int>("--eval-seeds") { Description = "Seeds per test prompt in the evaluation", DefaultValueFactory = _ => 1 };
         var resume = new Option<bool>("--resume") { Description = "Continue an earlier demo in --out: each method from its newest checkpoint, then evaluate again" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier demo's files in --out (its runs, cache, images and report; nothing else) and start over" };
@@ -27,7 +28,7 @@ public static class DemoCommand
         var dtype = CommonOptions.DType();
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs its baselines (draft, global; for rot also ReFL, SLD, negative prompt), evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, testPrompts, seeds, resume, overwrite, threads, device, dtype,
+            output, defect, models, steps, testPrompts, poolSeeds, seeds, resume, overwrite, threads, device, dtype,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -36,9 +37,12 @@ public static class DemoCommand
             // Parsed here so a bad value fails before any training starts.
             CommonOptions.ParseDevice(pr.GetValue(device)!);
             CommonOptions.ParseDType(pr.GetValue(dtype)!);
-            var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, pr.GetValue(defect)!, pr.GetValue(steps), pr.GetValue(seeds))
+            var defectName = pr.GetValue(defect)!;
+            var plan = new DemoPlan(pr.GetValue(models)!, pr.GetValue(output)!, defectName, pr.GetValue(steps), pr.GetValue(seeds))
             {
-                Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!, TestPrompts = pr.GetValue(testPrompts),
+                Device = pr.GetValue(device)!, Dtype = pr.GetValue(dtype)!,
+                TestPrompts = pr.GetValue(testPrompts) ?? DemoPlan.DemoTestPromptsFor(defectName),
+                PoolSeedsPerPrompt = pr.GetValue(poolSeeds) ?? DemoPlan.DemoPoolSeedsFor(defectName),
             };
             var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierOutput.Resume : pr.GetValue(overwrite) ? EarlierOutput.Overwrite : EarlierOutput.Refuse);
             demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));

@@ -40,6 +40,15 @@ public sealed class DemoPlan
     }
     readonly int? _testPrompts;
 
+    /// <summary>Seeds per training prompt in the pool of 64 train prompts: the sweep's 2 (<see cref="SweepPoolSeeds"/>); the
+    /// rot demo samples 1 to fit its time budget (<see cref="DemoPoolSeedsFor"/>).</summary>
+    public int PoolSeedsPerPrompt
+    {
+        get => _poolSeeds;
+        init => _poolSeeds = value is < 1 ? throw new InvalidInputException($"pool seeds per prompt {value}: expected at least 1") : value;
+    }
+    readonly int _poolSeeds = SweepPoolSeeds;
+
     /// <summary>The trained methods in training order, each with its own settings.</summary>
     public IReadOnlyList<DemoMethod> Trained { get; }
     public IReadOnlyList<string> Methods => Trained.Select(m => m.Name).ToList();
@@ -63,6 +72,19 @@ public sealed class DemoPlan
     }
 
     public static int DefaultStepsFor(string defect) => defect == "rot" ? RotSteps : DefaultSteps;
+
+    public const int SweepPoolSeeds = 2;
+
+    /// <summary>
+    /// The demo's budget beyond the training steps. Rot trains four methods and samples two training-free baselines
+    /// (SLD and the negative prompt cost three and two model calls per step), which with the sweep's pool (128 originals,
+    /// sampled twice: ReFL caches its own) and all 128 test prompts takes about 25 minutes on 2 cores; one seed per
+    /// training prompt and the first <see cref="RotTestPrompts"/> test prompts bring it under 10. Hazard and glitch keep the sweep's.
+    /// </summary>
+    public static int DemoPoolSeedsFor(string defect) => defect == "rot" ? 1 : SweepPoolSeeds;
+    /// <inheritdoc cref="DemoPoolSeedsFor"/>
+    public static int? DemoTestPromptsFor(string defect) => defect == "rot" ? RotTestPrompts : null;
+    public const int RotTestPrompts = 32;
 
     /// <summary>
     /// Rot: the settings the rot sweep chose on the val prompts (results/rot-val, `fnf sweep --defect rot`; 60
@@ -127,7 +149,7 @@ public sealed class DemoPlan
             Seed = 0,
             Device = Device,
             Dtype = Dtype,
-            Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = 2, OnlyProblematic = Glitch },
+            Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = PoolSeedsPerPrompt, OnlyProblematic = Glitch },
             Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
             Draft = new DraftConfig { Mode = refl ? "refl" : "draft-k", K = 2, Checkpointing = true },
             Lora = new LoraSection { Rank = 8, Alpha = 8 },

@@ -73,6 +73,7 @@ public sealed class DemoRun
         var result = Plan.Evaluate(_loras, _logs, progress);
         result.Notes["wall_time"] = $"{WallTime.TotalMinutes:F1} min";
         result.Notes["command"] = commandLine;
+        result.Notes["test prompts"] = Plan.TestPrompts is int n ? $"the first {n} of the split" : "all of the split";
         foreach (var (k, v) in RunEnvironment.Describe()) result.Notes["version " + k] = v;
         foreach (var method in Plan.Methods) result.Notes["recipe " + method] = Recipe(Plan.TrainingConfig(method));
         foreach (var v in Plan.SamplingBaselines) result.Notes["recipe " + v.Method] = Recipe(v);
@@ -82,7 +83,7 @@ public sealed class DemoRun
 
     /// <summary>One line of the hyperparameters a method trained with (the rest of the recipe is the same for every method).</summary>
     internal static string Recipe(TrainingConfig c) => FormattableString.Invariant(
-        $"lambda={c.Constraint.Lambda}, norm={c.Constraint.Norm}, space={c.Constraint.Space}, lr={c.Optimizer.LearningRate}, grad_clip={c.Optimizer.GradClip}, warmup={c.Optimizer.WarmupSteps}, steps={c.Train.Steps}, batch={c.Train.BatchSize}, draft={c.Draft.Mode} k={c.Draft.K}, sampling_steps={c.Sampling.Steps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "model default"}, seed={c.Seed}");
+        $"lambda={c.Constraint.Lambda}, norm={c.Constraint.Norm}, space={c.Constraint.Space}, lr={c.Optimizer.LearningRate}, grad_clip={c.Optimizer.GradClip}, warmup={c.Optimizer.WarmupSteps}, steps={c.Train.Steps}, batch={c.Train.BatchSize}, pool={c.Prompts.Limit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "all"} {c.Prompts.WorldSplit} prompts x {c.Prompts.SeedsPerPrompt} seeds, draft={c.Draft.Mode} k={c.Draft.K}, sampling_steps={c.Sampling.Steps?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "model default"}, seed={c.Seed}");
 
     /// <summary>One line of a training-free baseline's sampling settings.</summary>
     internal static string Recipe(SamplingVariant v) => FormattableString.Invariant(

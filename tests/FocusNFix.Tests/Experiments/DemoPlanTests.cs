@@ -62,6 +62,22 @@ public class DemoPlanTests
     }
 
     [Fact]
+    public void OnlyTheRotDemoShrinksItsPoolAndTestPromptsWhileTheSweepKeepsTheFullPool()
+    {
+        // The sweep builds its configs through a DemoPlan without the demo's budget: its runs must stay comparable.
+        var sweepLike = new DemoPlan(Models, "/tmp/demo-plan-test", "rot", 60, 1);
+        Assert.Equal((64, DemoPlan.SweepPoolSeeds), (sweepLike.TrainingConfig("focus-n-fix").Prompts.Limit, sweepLike.TrainingConfig("focus-n-fix").Prompts.SeedsPerPrompt));
+        var demo = new DemoPlan(Models, "/tmp/demo-plan-test", "rot", null, 1)
+        {
+            PoolSeedsPerPrompt = DemoPlan.DemoPoolSeedsFor("rot"), TestPrompts = DemoPlan.DemoTestPromptsFor("rot"),
+        };
+        Assert.All(demo.Methods, m => Assert.Equal(1, demo.TrainingConfig(m).Prompts.SeedsPerPrompt));
+        Assert.Equal(DemoPlan.RotTestPrompts, demo.TestPrompts);
+        Assert.Equal((DemoPlan.SweepPoolSeeds, (int?)null), (DemoPlan.DemoPoolSeedsFor("hazard"), DemoPlan.DemoTestPromptsFor("glitch")));
+        Assert.Contains("expected at least 1", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, "/tmp/x", "rot", null, 1) { PoolSeedsPerPrompt = 0 }).Message);
+    }
+
+    [Fact]
     public void UnknownDefectIsRefused() =>
         Assert.Contains("expected hazard, glitch or rot", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, "/tmp/x", "blur", 60, 1)).Message);
 }
