@@ -92,8 +92,6 @@ public sealed class SweepPlan
     public string EvalDir(SweepSetting s) => Path.Combine(EvalsDir, s.Id);
     /// <summary>Every setting's evaluation reads the base model's images from here after the first has sampled them.</summary>
     public string BaseImageCache => Path.Combine(EvalsDir, "base-images");
-    /// <summary>All sampling variants are evaluated together, against one set of base images.</summary>
-    public string SamplingEvalDir => Path.Combine(EvalsDir, "sampling");
     /// <summary>DRaFT-K methods share one cache of the originals; ReFL caches its own (the x0 prediction at step T-K).</summary>
     public string CacheDir(SweepSetting s) => Path.Combine(Config.OutputDir, s.Method == "refl" ? "originals-refl" : "originals");
 

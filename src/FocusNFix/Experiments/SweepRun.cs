@@ -32,7 +32,7 @@ public sealed class SweepRun
 
     /// <summary>
     /// Which part of the grid this process works on (<c>fnf sweep --shard i/n</c>): setting k (in grid order, the
-    /// sampling baselines as one unit after the trained settings) belongs to shard k mod n, which trains all its seeds
+    /// training-free settings one by one after the trained settings) belongs to shard k mod n, which trains all its seeds
     /// and evaluates it. Shards share the folder (one file system); when all are done, an unsharded --resume finds every
     /// run and figure cached and writes the report, identical to an unsharded sweep's.
     /// </summary>
@@ -124,23 +124,26 @@ public sealed class SweepRun
                 }).ToList();
             }));
         }
-        var variants = Plan.Settings.Where(s => !s.Trained).ToList();
-        if (variants.Count > 0 && Mine(variants[0]))
-            Add(Figures(Plan.SamplingEvalDir, () =>
+        // Each training-free setting is its own unit: one SLD setting costs as much as a trained setting's evaluation
+        // (three model calls per step), so seven of them in one unit made one shard run two hours after the others.
+        foreach (var setting in Plan.Settings.Where(s => !s.Trained && Mine(s)))
+        {
+            var dir = Plan.EvalDir(setting);
+            Add(Figures(dir, () =>
             {
-                var result = Plan.Demo.EvaluateOn(Plan.Split, Array.Empty<(string, string)>(), variants.Select(Plan.Variant).ToList(), new Dictionary<string, string>(),
-                    Plan.SamplingEvalDir, Plan.Config.PromptLimit, (what, d, t) => progress?.Invoke($"sampling baselines: {what}", d, t), baseImageCache: Plan.BaseImageCache);
-                return result.Images.Select(im => new SweepRow { Setting = im.Method, PromptIndex = im.PromptIndex, EvalSeed = im.Seed, Metrics = im.Metrics }).ToList();
+                var result = Plan.Demo.EvaluateOn(Plan.Split, Array.Empty<(string, string)>(), new[] { Plan.Variant(setting) }, new Dictionary<string, string>(),
+                    dir, Plan.Config.PromptLimit, (what, d, t) => progress?.Invoke($"{setting.Id}: {what}", d, t), baseImageCache: Plan.BaseImageCache);
+                return result.Images.Select(im => new SweepRow { Setting = im.Method == Evaluator.BaseMethod ? BaseSetting : setting.Id, PromptIndex = im.PromptIndex, EvalSeed = im.Seed, Metrics = im.Metrics }).ToList();
             }));
+        }
         return rows;
     }
 
-    /// <summary>Whether <paramref name="s"/> is this shard's: its unit is its index among the trained settings, or one past them for every sampling setting.</summary>
+    /// <summary>Whether <paramref name="s"/> is this shard's: its unit is its index among the trained settings, then the training-free settings follow in grid order.</summary>
     public bool Mine(SweepSetting s)
     {
-        var trained = Plan.Settings.Where(x => x.Trained).ToList();
-        int unit = s.Trained ? trained.IndexOf(s) : trained.Count;
-        return unit % Shard.Count == Shard.Index;
+        var units = Plan.Settings.Where(x => x.Trained).Concat(Plan.Settings.Where(x => !x.Trained)).ToList();
+        return units.IndexOf(s) % Shard.Count == Shard.Index;
     }
 
     /// <summary>The figures of one evaluation folder: read when complete, else (re)computed from scratch and written last.</summary>

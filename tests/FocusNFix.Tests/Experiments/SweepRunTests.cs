@@ -15,7 +15,7 @@ public class SweepRunTests : IDisposable
         Models = Path.Combine(Golden.Root, "models", "shapesworld"), OutputDir = _out, Concept = "a hazard mark", TrainSeeds = new() { 0, 1 },
         FocusNFix = new TrainedGrid { Lambdas = new() { 0.3, 1, 3 }, LearningRates = new() { 2e-3 } },
         Draft = new TrainedGrid { LearningRates = new() { 2e-3 } },
-        NegativePrompt = new NegativePromptGrid { GuidanceScales = new() { 2 } },
+        NegativePrompt = new NegativePromptGrid { GuidanceScales = new() { 2, 3 } },
     };
 
     static List<string> Recorded(SweepRun run)
@@ -43,12 +43,21 @@ public class SweepRunTests : IDisposable
     public void AShardEvaluatesOnlyItsOwnSettings()
     {
         var plan = new SweepPlan(Config());
-        // Nothing is trained: shard 1/5 owns only the second lambda's setting and names it; shard 4/5 owns the sampling
-        // unit (index 4 = after the 4 trained settings) and no trained setting, so its first error is not about a LoRA.
-        var e = Assert.Throws<InvalidInputException>(() => new SweepRun(plan, EarlierOutput.Refuse, new EvalShard(1, 5)).EvaluateAll());
+        // Nothing is trained: shard 1/6 owns only the second lambda's setting and names it.
+        var e = Assert.Throws<InvalidInputException>(() => new SweepRun(plan, EarlierOutput.Refuse, new EvalShard(1, 6)).EvaluateAll());
         Assert.Contains("focus-n-fix_lambda1_lr0.002", e.Message);
-        var run = new SweepRun(plan, EarlierOutput.Refuse, new EvalShard(4, 5));
-        Assert.All(plan.Settings, s => Assert.Equal(!s.Trained, run.Mine(s)));
+        // Each training-free setting is a unit of its own after the 4 trained ones (units 4 and 5), so shards 4/6 and
+        // 5/6 own one negative-prompt setting each and no trained setting.
+        var variants = plan.Settings.Where(s => !s.Trained).ToList();
+        Assert.Equal(2, variants.Count);
+        for (int k = 0; k < 2; k++)
+        {
+            var run = new SweepRun(plan, EarlierOutput.Refuse, new EvalShard(4 + k, 6));
+            Assert.Equal(new[] { variants[k] }, plan.Settings.Where(run.Mine));
+        }
+        // Every setting belongs to exactly one shard, for any shard count.
+        foreach (int n in new[] { 1, 2, 3, 7 })
+            Assert.All(plan.Settings, s => Assert.Single(Enumerable.Range(0, n), i => new SweepRun(plan, EarlierOutput.Resume, new EvalShard(i, n)).Mine(s)));
     }
 
     [Fact]
