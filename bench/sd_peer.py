@@ -19,6 +19,12 @@ Setup (Debian 12; diffusers, peft, transformers, huggingface_hub and accelerate 
     git -C transformers    archive 1a77f07f6556b1482bd5e5f8399aa528727d1b47 src | tar -x -C $ROOT/transformers-1a77f07
     (the transformers commit is the v4.39.dev0 bump of 2024-02-21, the version the golden files were made with)
 
+transformers is optional: its repository can be too large to fetch, and no Python registry may be reachable. Without
+$ROOT/transformers-1a77f07/src the script uses bench/transformers_stand_in, which gives the names peft imports at import
+time and a CLIP text encoder with transformers' layer structure and parameter shapes (resident on both sides, never
+timed); the measured operations use diffusers and peft only. The report's "transformers" version then says
+"0.0-stand-in".
+
 Each `<name>/src` folder goes on sys.path. When a folder is missing or the imports fail, the script prints
 {"skipped": "<why>"} and exits 0, and fnf reports the peer as skipped.
 
@@ -44,7 +50,10 @@ import tempfile
 import time
 import types
 
-SOURCES = ["diffusers-0.27.2", "peft-0.10.0", "transformers-1a77f07", "huggingface_hub-0.21.4", "accelerate-0.28.0"]
+SOURCES = ["diffusers-0.27.2", "peft-0.10.0", "huggingface_hub-0.21.4", "accelerate-0.28.0"]
+# Optional: without it the stand-in beside this script is used (see import_peer).
+TRANSFORMERS_SOURCE = "transformers-1a77f07"
+TRANSFORMERS_STAND_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transformers_stand_in")
 NAMES = ["unet_forward_no_grad", "unet_lora_forward_backward", "vae_decode_no_grad", "vae_decode_grad",
          "vae_decode_grad_checkpointed", "train_step_k1", "train_step_k2", "train_step_k4"]
 # As fnf's SdMeasurement.
@@ -65,13 +74,15 @@ METADATA = {"diffusers": "0.27.2", "peft": "0.10.0", "transformers": "4.39.0.dev
             "accelerate": "0.28.0", "safetensors": "0.4.2"}
 
 
-def package_metadata():
+def package_metadata(real_transformers):
     """A temporary folder of minimal .dist-info entries for the source packages (removed when the script exits)."""
     folder = tempfile.mkdtemp(prefix="fnf-peer-metadata-")
     atexit.register(shutil.rmtree, folder, True)
     for name, version in METADATA.items():
         if name == "safetensors" and importlib.util.find_spec("safetensors") is not None:
             continue  # the real package is installed and has its own metadata
+        if name == "transformers" and not real_transformers:
+            continue  # no version for the stand-in, so diffusers and accelerate treat transformers as absent
         info = os.path.join(folder, f"{name}-{version}.dist-info")
         os.makedirs(info)
         with open(os.path.join(info, "METADATA"), "w") as f:
@@ -85,7 +96,11 @@ def import_peer(root):
         skip(f"peer sources not found under {root}: {', '.join(missing)} (see bench/sd_peer.py for how to get them)")
     for s in SOURCES:
         sys.path.insert(0, os.path.join(root, s, "src"))
-    sys.path.insert(0, package_metadata())
+    # transformers' repository is larger than some machines can fetch; the peer needs from it only import-time names
+    # for peft and the (untimed, resident) CLIP text encoder, which the stand-in provides with the same shapes.
+    real_transformers = os.path.isdir(os.path.join(root, TRANSFORMERS_SOURCE, "src"))
+    sys.path.insert(0, os.path.join(root, TRANSFORMERS_SOURCE, "src") if real_transformers else TRANSFORMERS_STAND_IN)
+    sys.path.insert(0, package_metadata(real_transformers))
     try:
         import safetensors  # noqa: F401
     except ImportError:

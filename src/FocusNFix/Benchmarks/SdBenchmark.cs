@@ -102,8 +102,22 @@ public static class SdBenchmark
     }
 
     /// <summary>
+    /// The line of a failed child's stderr that says what went wrong: fnf's <c>error:</c> line or .NET's
+    /// <c>Unhandled exception</c> line (both come before a stack trace), else the last line that is not a frame of
+    /// a .NET stack trace (a Python traceback ends with its message).
+    /// </summary>
+    public static string ErrorLine(IReadOnlyList<string> stderr)
+    {
+        var lines = stderr.Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+        return lines.FirstOrDefault(l => l.StartsWith("error:", StringComparison.Ordinal) || l.StartsWith("Unhandled exception", StringComparison.Ordinal))
+            ?? lines.LastOrDefault(l => !l.StartsWith("at ", StringComparison.Ordinal) && !l.StartsWith("--- End of", StringComparison.Ordinal))
+            ?? "(no stderr)";
+    }
+
+    /// <summary>
     /// Runs a child and returns its last stdout line parsed as a JSON object; a child that fails, times out or prints no
-    /// JSON gives <c>{"error": ...}</c> with its exit code and last stderr line, so the report shows the failure.
+    /// JSON gives <c>{"error": ...}</c> with its exit code and the stderr line that says why (<see cref="ErrorLine"/>),
+    /// so the report shows the failure.
     /// </summary>
     public static JsonObject RunChild(ChildCommand c, TimeSpan? timeout = null)
     {
@@ -124,8 +138,7 @@ public static class SdBenchmark
         p.WaitForExit();
         var stdout = stdoutTask.Result;
         var last = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault();
-        string Tail() { lock (stderr) return stderr.LastOrDefault(l => l.Trim().Length > 0) ?? "(no stderr)"; }
-        if (p.ExitCode != 0) return new JsonObject { ["error"] = $"exit code {p.ExitCode}: {Tail()}" };
+        if (p.ExitCode != 0) { lock (stderr) return new JsonObject { ["error"] = $"exit code {p.ExitCode}: {ErrorLine(stderr)}" }; }
         try
         {
             return JsonNode.Parse(last ?? "") as JsonObject ?? new JsonObject { ["error"] = $"printed no JSON object: {last}" };

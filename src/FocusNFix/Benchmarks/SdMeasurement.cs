@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Pipelines;
 using FocusNFix.Rewards;

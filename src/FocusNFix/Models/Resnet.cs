@@ -45,16 +45,16 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor?, Tensor>, IOutputH
     Tensor Compute(Tensor input, Tensor? temb)
     {
         using var scope = NewDisposeScope();
-        var h = conv1.forward(nn.functional.silu(norm1.forward(input)));
+        var h = norm1.forward(input).Then(x => nn.functional.silu(x)).Then(conv1.forward);
         if (temb is not null && time_emb_proj is not null)
         {
             var t = time_emb_proj.forward(nn.functional.silu(temb));
-            h = h + t.unsqueeze(-1).unsqueeze(-1);
+            h = h.Then(x => x + t.unsqueeze(-1).unsqueeze(-1));
         }
-        h = conv2.forward(nn.functional.silu(norm2.forward(h)));
+        h = h.Then(norm2.forward).Then(x => nn.functional.silu(x)).Then(conv2.forward);
         var shortcut = conv_shortcut is null ? input : conv_shortcut.forward(input);
-        var output = shortcut + h;
-        if (outputScaleFactor != 1.0) output = output / outputScaleFactor;
+        var output = h.Then(x => shortcut + x);
+        if (outputScaleFactor != 1.0) output = output.Then(x => x / outputScaleFactor);
         return OutputHook.Emit(output).MoveToOuterDisposeScope();
     }
 }

@@ -24,8 +24,9 @@ public sealed class DownEncoderBlock2D : nn.Module<Tensor, Tensor>, IOutputHooke
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        foreach (var resnet in resnets) h = resnet.forward(h, null);
-        if (downsamplers is not null) h = downsamplers[0].forward(h);
+        var input = h;
+        foreach (var resnet in resnets) h = h.Then(x => resnet.forward(x, null), keep: input);
+        if (downsamplers is not null) h = h.Then(downsamplers[0].forward, keep: input);
         return OutputHook.Emit(h).MoveToOuterDisposeScope();
     }
 }
@@ -49,8 +50,9 @@ public sealed class UpDecoderBlock2D : nn.Module<Tensor, Tensor>, IOutputHooked
     public override Tensor forward(Tensor h)
     {
         using var scope = NewDisposeScope();
-        foreach (var resnet in resnets) h = resnet.forward(h, null);
-        if (upsamplers is not null) h = upsamplers[0].forward(h);
+        var input = h;
+        foreach (var resnet in resnets) h = h.Then(x => resnet.forward(x, null), keep: input);
+        if (upsamplers is not null) h = h.Then(upsamplers[0].forward, keep: input);
         return OutputHook.Emit(h).MoveToOuterDisposeScope();
     }
 }
@@ -125,9 +127,9 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>, IOutputHooked
         using var scope = NewDisposeScope();
         var h = conv_in.forward(x);
         DebugHook?.Invoke("conv_in", h);
-        foreach (var block in down_blocks) h = block.forward(h);
-        h = mid_block.forward(h);
-        h = conv_out.forward(nn.functional.silu(conv_norm_out.forward(h)));
+        foreach (var block in down_blocks) h = h.Then(block.forward);
+        h = h.Then(mid_block.forward);
+        h = h.Then(conv_norm_out.forward).Then(x => nn.functional.silu(x)).Then(conv_out.forward);
         DebugHook?.Invoke("conv_out", h);
         return OutputHook.Emit(h).MoveToOuterDisposeScope();
     }
@@ -171,9 +173,9 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>, IOutputHooked
         using var scope = NewDisposeScope();
         var h = conv_in.forward(z);
         DebugHook?.Invoke("conv_in", h);
-        h = mid_block.forward(h);
-        foreach (var block in up_blocks) h = block.forward(h);
-        h = conv_out.forward(nn.functional.silu(conv_norm_out.forward(h)));
+        h = h.Then(mid_block.forward);
+        foreach (var block in up_blocks) h = h.Then(block.forward);
+        h = h.Then(conv_norm_out.forward).Then(x => nn.functional.silu(x)).Then(conv_out.forward);
         DebugHook?.Invoke("conv_out", h);
         return OutputHook.Emit(h).MoveToOuterDisposeScope();
     }

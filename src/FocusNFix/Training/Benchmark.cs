@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using FocusNFix.IO;
 using FocusNFix.Lora;
 using FocusNFix.Pipelines;
 using static TorchSharp.torch;
@@ -150,7 +151,7 @@ public static class Benchmark
     static BenchFigure Time(string name, int repeats, Action body, string? note = null)
     {
         body(); // warm-up: first calls allocate and pick kernels
-        ResetPeakRss();
+        PeakRss.Reset();  // each figure gets its own peak
         var times = new List<double>();
         for (int i = 0; i < repeats; i++)
         {
@@ -159,20 +160,7 @@ public static class Benchmark
             times.Add(sw.Elapsed.TotalSeconds);
         }
         times.Sort();
-        return new BenchFigure(name, times[times.Count / 2], times[0], repeats, PeakRssMiB(), note);
+        return new BenchFigure(name, times[times.Count / 2], times[0], repeats, PeakRss.PeakMiB(), note);
     }
 
-    /// <summary>Linux: writing 5 to /proc/self/clear_refs resets VmHWM, so each figure gets its own peak.</summary>
-    static void ResetPeakRss()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
-
-    static double PeakRssMiB()
-    {
-        const string status = "/proc/self/status";
-        if (!File.Exists(status)) return double.NaN;
-        var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("VmHWM:"));
-        return line == null ? double.NaN : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) / 1024.0;
-    }
 }

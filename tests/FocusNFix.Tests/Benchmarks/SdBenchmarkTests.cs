@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using FocusNFix.Benchmarks;
+using FocusNFix.IO;
 using FocusNFix.Pipelines;
 using FocusNFix.Tests.Cli;
 using Xunit;
@@ -93,6 +94,20 @@ public class SdBenchmarkTests
     {
         var r = SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", "sleep 30" }), TimeSpan.FromSeconds(1));
         Assert.StartsWith("timed out", r["error"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void AFailedChildIsReportedByItsMessageNotTheLastFrameOfItsStackTrace()
+    {
+        // What System.CommandLine prints for an exception the command did not expect (fnf bench one, 2026-12-02).
+        var dotnet = "echo 'Unhandled exception: System.Runtime.InteropServices.ExternalException (0x80004005): out of memory' >&2; " +
+                     "echo '   at TorchSharp.torch.Tensor.backward()' >&2; echo '   at System.CommandLine.Invocation.InvocationPipeline.Invoke(ParseResult parseResult)' >&2; exit 1";
+        var r = SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", dotnet }));
+        Assert.Equal("exit code 1: Unhandled exception: System.Runtime.InteropServices.ExternalException (0x80004005): out of memory", r["error"]!.GetValue<string>());
+
+        var python = "echo 'Traceback (most recent call last):' >&2; echo '  File \"sd_peer.py\", line 3' >&2; echo 'RuntimeError: bad shape' >&2; exit 1";
+        Assert.Equal("exit code 1: RuntimeError: bad shape", SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", python }))["error"]!.GetValue<string>());
+        Assert.Equal("exit code 3: (no stderr)", SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", "exit 3" }))["error"]!.GetValue<string>());
     }
 
     [Fact]

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FocusNFix.Benchmarks;
+namespace FocusNFix.IO;
 
 /// <summary>
 /// The process's resident-set peak (VmHWM in /proc/self/status), resettable so that each measurement gets its own
@@ -45,6 +45,19 @@ public static class PeakRss
         const string status = "/proc/self/status";
         if (!File.Exists(status)) return double.NaN;
         var line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith(field, StringComparison.Ordinal));
-        return line == null ? double.NaN : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return line == null ? double.NaN : StatusKiB(line);
+    }
+
+    /// <summary>
+    /// The value of one /proc/self/status memory line, "VmHWM:\t  123456 kB". The kernel pads the number to 8
+    /// characters after the tab, so from 10,000,000 kB (9.5 GiB) on there is no space before it: the line must be
+    /// split at the tab as well (a space-only split read "kB" and failed every 512 px figure that peaked above 9.5 GiB).
+    /// </summary>
+    public static long StatusKiB(string line)
+    {
+        var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length < 2 || !long.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var kib))
+            throw new FormatException($"/proc/self/status: expected a line like 'VmHWM:  123456 kB', got '{line}'");
+        return kib;
     }
 }

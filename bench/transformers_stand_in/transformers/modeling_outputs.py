@@ -1,0 +1,10 @@
+class QuestionAnsweringModelOutput:
+    pass
+
+
+class SequenceClassifierOutput:
+    pass
+
+
+class TokenClassifierOutput:
+    pass
