@@ -272,13 +272,14 @@ def main():
     body()  # warm-up, as fnf
     trim_heap()
     reset = reset_peak()
+    warm_rss = vm_kib("VmRSS:") / 1024
     seconds = []
     for _ in range(a.repeats):
         t0 = time.perf_counter()
         body()
         seconds.append(time.perf_counter() - t0)
     print(json.dumps({"name": name, "size": a.size, "seconds": seconds, "peak_rss_mib": vm_kib("VmHWM:") / 1024,
-                      "model_rss_mib": model_rss, "peak_reset": reset, "threads": torch.get_num_threads(),
+                      "model_rss_mib": model_rss, "warm_rss_mib": warm_rss, "peak_reset": reset, "threads": torch.get_num_threads(),
                       "versions": versions}))
 
 

@@ -24,11 +24,12 @@ public static class DemoCommand
         var resume = new Option<bool>("--resume") { Description = "Continue an earlier demo in --out: each method from its newest checkpoint, then evaluate again" };
         var overwrite = new Option<bool>("--overwrite") { Description = "Delete an earlier demo's files in --out (its runs, cache, images and report; nothing else) and start over" };
         var threads = CommonOptions.Threads();
+        var jobs = new Option<int?>("--jobs") { Description = $"Methods trained at once, each in its own process with --threads (default there: cores / jobs) threads (default: {DemoPlan.DefaultJobs("cpu", 2)} on a CPU with 2 or more cores, else 1; 1 trains them in this process one after the other)" };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs its baselines (draft, global; for rot also ReFL, SLD, negative prompt), evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, testPrompts, poolSeeds, seeds, resume, overwrite, threads, device, dtype,
+            output, defect, models, steps, testPrompts, poolSeeds, seeds, resume, overwrite, threads, jobs, device, dtype,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -45,7 +46,19 @@ public static class DemoCommand
                 PoolSeedsPerPrompt = pr.GetValue(poolSeeds) ?? DemoPlan.DemoPoolSeedsFor(defectName),
             };
             var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierOutput.Resume : pr.GetValue(overwrite) ? EarlierOutput.Overwrite : EarlierOutput.Refuse);
-            demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
+            int jobCount = pr.GetValue(jobs) ?? DemoPlan.DefaultJobs(plan.Device, Environment.ProcessorCount);
+            if (jobCount == 1) demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
+            else
+            {
+                int childThreads = pr.GetValue(threads) > 0 ? pr.GetValue(threads) : Math.Max(1, Environment.ProcessorCount / jobCount);
+                Console.WriteLine($"training {string.Join(", ", plan.TrainingOrder)}: {jobCount} at a time, each in its own process with {childThreads} thread(s); logs in {Path.Combine(plan.OutDir, "runs")}");
+                Progress.RunTasks(report => demo.TrainMethods((cfg, resumeRun) =>
+                {
+                    var method = Path.GetFileName(cfg.OutputDir);
+                    cfg.Threads = childThreads;
+                    return ChildTraining.Run(cfg, resumeRun, method, plan.ChildConfig(method), plan.ChildLog(method), report);
+                }, jobCount));
+            }
             var result = Progress.RunWithStatus("evaluating on the test prompts", report =>
                 demo.EvaluateAndReport(WorldCommand.CommandLine(), (what, d, t) => report(d, t, what)));
             Console.WriteLine(ReportWriter.MarkdownTable(result));

@@ -75,6 +75,43 @@ public static class Progress
         });
     }
 
+    /// <summary>
+    /// Work that reports (task, done, total, status) for several tasks at once, from any thread (the demo's parallel
+    /// jobs): one bar per task on a terminal, progress lines named by the task otherwise.
+    /// </summary>
+    public static void RunTasks(Action<Action<string, int, int, string?>> work)
+    {
+        if (!Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RateColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx =>
+                {
+                    var tasks = new Dictionary<string, ProgressTask>();
+                    work((name, done, total, status) =>
+                    {
+                        lock (tasks)
+                        {
+                            if (!tasks.TryGetValue(name, out var task)) tasks[name] = task = ctx.AddTask(Markup.Escape(name), maxValue: Math.Max(total, 1));
+                            task.MaxValue = Math.Max(total, 1);
+                            task.Value = done;
+                            if (status != null) task.Description = $"{Markup.Escape(name)} [grey]{Markup.Escape(status)}[/]";
+                        }
+                    });
+                });
+            return;
+        }
+        var lines = new Dictionary<string, Action<int, int, string?>>();
+        work((name, done, total, status) =>
+        {
+            lock (lines)
+            {
+                if (!lines.TryGetValue(name, out var l)) lines[name] = l = PlainLines(name);
+                l(done, total, status);
+            }
+        });
+    }
+
     /// <summary>Plain progress lines: one per tenth of the work and one at the end.</summary>
     static Action<int, int, string?> PlainLines(string description)
     {

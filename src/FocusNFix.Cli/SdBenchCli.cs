@@ -52,7 +52,7 @@ public static class SdBenchCli
         int effectiveThreads = threads > 0 ? threads : get_num_threads();
 
         var folder = SdPresetFolder.Ensure(preset, SdPresetFolder.CacheRoot(pr.GetValue(CacheDir)), pr.GetValue(Tokenizer)!, msg => Console.Error.WriteLine(msg));
-        var self = SelfCommand();
+        var self = ChildTraining.SelfCommand();
         ChildCommand Ours(string name, int size) => new(self[0], self.Skip(1).Concat(new[]
         {
             "bench", "one", "--model", folder, "--measure", name, "--size", size.ToString(), "--dtype", dtype,
@@ -82,13 +82,6 @@ public static class SdBenchCli
             sizes.Add(s);
         }
         return sizes;
-    }
-
-    /// <summary>How to start this same program again: the apphost itself, or dotnet with the entry assembly.</summary>
-    static string[] SelfCommand()
-    {
-        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell the path of the running fnf");
-        return Path.GetFileNameWithoutExtension(exe) == "dotnet" ? new[] { exe, Assembly.GetEntryAssembly()!.Location } : new[] { exe };
     }
 
     static string FindPeerScript(string? given)
@@ -127,7 +120,7 @@ public static class SdBenchCli
             Console.WriteLine(new JsonObject
             {
                 ["name"] = r.Name, ["size"] = r.Size, ["seconds"] = new JsonArray(r.Seconds.Select(s => (JsonNode)s).ToArray()),
-                ["peak_rss_mib"] = r.PeakRssMiB, ["model_rss_mib"] = r.ModelRssMiB, ["peak_reset"] = r.PeakWasReset,
+                ["peak_rss_mib"] = r.PeakRssMiB, ["model_rss_mib"] = r.ModelRssMiB, ["warm_rss_mib"] = r.WarmRssMiB, ["peak_reset"] = r.PeakWasReset,
                 ["threads"] = get_num_threads(),
             }.ToJsonString());
             return 0;

@@ -87,6 +87,8 @@ public static class SdBenchmark
             ["seconds"] = new JsonArray(times.Select(t => (JsonNode)Math.Round(t, 3)).ToArray()),
             ["peak_rss_mib"] = Math.Round(r["peak_rss_mib"]!.GetValue<double>(), 0),
             ["model_rss_mib"] = r["model_rss_mib"] is { } m ? Math.Round(m.GetValue<double>(), 0) : null,
+            // after the warm-up, where the peak is reset: the peak minus this is what the timed calls themselves allocate
+            ["warm_rss_mib"] = r["warm_rss_mib"] is { } w ? Math.Round(w.GetValue<double>(), 0) : null,
         };
     }
 

@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace FocusNFix.Benchmarks;
 
 /// <summary>What one measurement gave: the wall times of its timed repeats (after one untimed warm-up) and its peak RSS.</summary>
-public sealed record MeasurementResult(string Name, int Size, List<double> Seconds, double PeakRssMiB, double ModelRssMiB, bool PeakWasReset)
+public sealed record MeasurementResult(string Name, int Size, List<double> Seconds, double PeakRssMiB, double ModelRssMiB, double WarmRssMiB, bool PeakWasReset)
 {
     public double MedianSeconds => Seconds.Order().ElementAt(Seconds.Count / 2);
 }
@@ -114,6 +114,7 @@ public static class SdMeasurement
             body(); // warm-up: first calls allocate and pick kernels
             PeakRss.TrimHeap();
             bool reset = PeakRss.Reset();
+            double warmRss = PeakRss.CurrentMiB();
             var times = new List<double>();
             for (int i = 0; i < repeats; i++)
             {
@@ -121,7 +122,7 @@ public static class SdMeasurement
                 body();
                 times.Add(sw.Elapsed.TotalSeconds);
             }
-            return new MeasurementResult(name, size, times, PeakRss.PeakMiB(), modelRss, reset);
+            return new MeasurementResult(name, size, times, PeakRss.PeakMiB(), modelRss, warmRss, reset);
         }
         finally
         {

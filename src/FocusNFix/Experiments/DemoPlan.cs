@@ -71,6 +71,13 @@ public sealed class DemoPlan
             : Array.Empty<SamplingVariant>();
     }
 
+    /// <summary>
+    /// Methods the demo trains at once by default: two on a CPU with two or more cores, each in its own process with
+    /// half the threads (on the 2-core machine of 2026-12-02 a training step took 6.0 s with 1 thread and 8.2 s with 2,
+    /// so two single-thread processes do about 2.7 times the work of one with both threads); one on a GPU.
+    /// </summary>
+    public static int DefaultJobs(string device, int processorCount) => device == "cpu" && processorCount >= 2 ? 2 : 1;
+
     public static int DefaultStepsFor(string defect) => defect == "rot" ? RotSteps : DefaultSteps;
 
     public const int SweepPoolSeeds = 2;
@@ -111,7 +118,24 @@ public sealed class DemoPlan
     static readonly SweepSetting RotSld = new(SweepSetting.SldMethod, SldPreset: "max", GuidanceScale: 2);
     static readonly SweepSetting RotNegativePrompt = new(SweepSetting.NegativePromptMethod, GuidanceScale: 1.5);
 
+    /// <summary>
+    /// The order in which parallel jobs start the methods: first one method per originals cache (each builds its cache
+    /// in its first minute), then the rest in <see cref="Methods"/> order, so two jobs rarely wait on one cache's lock.
+    /// </summary>
+    public IReadOnlyList<string> TrainingOrder
+    {
+        get
+        {
+            var firsts = Methods.GroupBy(m => TrainingConfig(m).Train.CacheDir).Select(g => g.First()).ToList();
+            return firsts.Concat(Methods.Except(firsts)).ToList();
+        }
+    }
+
     public string RunDir(string method) => Path.Combine(OutDir, "runs", method);
+    /// <summary>A method's log when it trains in a child process (fnf demo --jobs N): the child's progress lines and errors.</summary>
+    public string ChildLog(string method) => Path.Combine(OutDir, "runs", method + ".log");
+    /// <summary>The config a child process trains (fnf train --config).</summary>
+    public string ChildConfig(string method) => Path.Combine(OutDir, "runs", method + ".json");
     public string CacheDir => Path.Combine(OutDir, "originals-cache");
     /// <summary>ReFL caches the x0 prediction at step T-K, not the final originals: its own cache.</summary>
     public string ReflCacheDir => Path.Combine(OutDir, "originals-cache-refl");
@@ -121,7 +145,7 @@ public sealed class DemoPlan
     /// evaluation's images and plots, the report and prompts.json. Only these are replaced by --overwrite; anything
     /// else in the folder stays.
     /// </summary>
-    public IEnumerable<string> OwnedPaths => Methods.Select(RunDir).Concat(new[]
+    public IEnumerable<string> OwnedPaths => Methods.Select(RunDir).Concat(Methods.Select(ChildLog)).Concat(Methods.Select(ChildConfig)).Concat(new[]
     {
         CacheDir, ReflCacheDir, Path.Combine(OutDir, "images"), Path.Combine(OutDir, ReportWriter.PlotFolder), Path.Combine(OutDir, ReportWriter.JsonFile),
         Path.Combine(OutDir, ReportWriter.MarkdownFile), Path.Combine(OutDir, ReportWriter.HtmlFile), Path.Combine(OutDir, PromptsFile),

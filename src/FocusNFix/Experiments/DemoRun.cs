@@ -17,8 +17,8 @@ public enum EarlierOutput
 }
 
 /// <summary>
-/// One run of the ShapesWorld demo (<c>fnf demo</c>): the trained methods of a <see cref="DemoPlan"/> trained one
-/// after the other with the same prompts, seeds and budget, then one evaluation of all of them, the training-free
+/// One run of the ShapesWorld demo (<c>fnf demo</c>): the trained methods of a <see cref="DemoPlan"/> trained with
+/// the same prompts, seeds and budget (one after the other, or several at once in their own processes), then one evaluation of all of them, the training-free
 /// baselines and the base model on the test prompts, written as the report. Created before any work, so an earlier demo in the folder is dealt with first.
 /// </summary>
 public sealed class DemoRun
@@ -47,22 +47,61 @@ public sealed class DemoRun
     }
 
 
-    /// <summary>Trains the plan's methods in order.</summary>
-    /// <param name="train">trains one config (continuing its run folder when the flag says so) and returns the run folder; the CLI passes its trainer with progress bars.</param>
+    /// <summary>Trains the plan's methods: one after the other, or <paramref name="jobs"/> at a time.</summary>
+    /// <param name="train">trains one config (continuing its run folder when the flag says so) and returns the run folder; the CLI passes its trainer with progress bars, or with jobs > 1 a child process per method.</param>
+    /// <param name="jobs">how many methods train at once (each in its own process, which <paramref name="train"/> starts); they
+    /// start in <see cref="DemoPlan.TrainingOrder"/>. Each method's result does not depend on this, only on its config (threads included).</param>
     /// <remarks>With --resume a finished method is kept as it is, and an unfinished one (killed at any point after its run
     /// folder was started) continues from its newest checkpoint, or from step 0 when it had none.</remarks>
-    public void TrainMethods(Func<TrainingConfig, bool, string> train)
+    public void TrainMethods(Func<TrainingConfig, bool, string> train, int jobs = 1)
     {
+        if (jobs < 1) throw new InvalidInputException($"--jobs {jobs}: expected at least 1");
         _logs.Clear();
         _loras.Clear();
-        foreach (var method in Plan.Methods)
+        var runDirs = new Dictionary<string, string>();
+        string TrainOne(string method)
         {
             var cfg = Plan.TrainingConfig(method);
             bool resume = _earlier == EarlierOutput.Resume && RunFolder.HoldsRun(cfg.OutputDir);
-            var runDir = resume && RunFolder.IsFinished(cfg.OutputDir) ? cfg.OutputDir : train(cfg, resume);
-            _logs[method] = Path.Combine(runDir, FocusNFixTrainer.LogName);
-            _loras.Add((method, Path.Combine(runDir, FocusNFixTrainer.FinalPeftName)));
+            return resume && RunFolder.IsFinished(cfg.OutputDir) ? cfg.OutputDir : train(cfg, resume);
         }
+        if (jobs == 1)
+            foreach (var method in Plan.Methods) runDirs[method] = TrainOne(method);
+        else
+            RunLanes(Plan.TrainingOrder, jobs, method => { var dir = TrainOne(method); lock (runDirs) runDirs[method] = dir; });
+        foreach (var method in Plan.Methods)
+        {
+            _logs[method] = Path.Combine(runDirs[method], FocusNFixTrainer.LogName);
+            _loras.Add((method, Path.Combine(runDirs[method], FocusNFixTrainer.FinalPeftName)));
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> for each item on <paramref name="lanes"/> threads, starting items in the given order
+    /// (Parallel.ForEach would partition them instead). After a failure no new item starts; the ones running finish,
+    /// and the first failure is thrown.
+    /// </summary>
+    public static void RunLanes(IReadOnlyList<string> items, int lanes, Action<string> work)
+    {
+        var queue = new Queue<string>(items);
+        var failures = new List<Exception>();
+        var threads = Enumerable.Range(0, Math.Min(lanes, items.Count)).Select(_ => new Thread(() =>
+        {
+            while (true)
+            {
+                string item;
+                lock (queue)
+                {
+                    if (failures.Count > 0 || queue.Count == 0) return;
+                    item = queue.Dequeue();
+                }
+                try { work(item); }
+                catch (Exception e) { lock (queue) failures.Add(e); }
+            }
+        })).ToList();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) t.Join();
+        if (failures.Count > 0) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failures[0]).Throw();
     }
 
     /// <summary>Evaluates the base model and the trained methods on the test prompts and writes the report; call after <see cref="TrainMethods"/>.</summary>

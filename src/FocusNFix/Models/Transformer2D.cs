@@ -33,10 +33,11 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor, Tensor>, I
     public override Tensor forward(Tensor x, Tensor encoderHiddenStates)
     {
         using var scope = NewDisposeScope();
-        x = attn1.forward(norm1.forward(x), null) + x;
-        x = attn2.forward(norm2.forward(x), encoderHiddenStates) + x;
-        x = ff.forward(norm3.forward(x)) + x;
-        return OutputHook.Emit(x).MoveToOuterDisposeScope();
+        // Each residual sum releases the previous one (Layers.Then); the block's input belongs to its caller.
+        var h = norm1.forward(x).Then(n => attn1.forward(n, null)).Then(a => a + x);
+        h = h.Then(r => norm2.forward(r).Then(n => attn2.forward(n, encoderHiddenStates)).Then(a => a + r));
+        h = h.Then(r => norm3.forward(r).Then(ff.forward).Then(f => f + r));
+        return OutputHook.Emit(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -77,14 +78,15 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor, Tensor>, IOut
         using var scope = NewDisposeScope();
         long b = x.shape[0], height = x.shape[2], width = x.shape[3];
         var h = norm.forward(x);
-        if (!useLinearProjection) h = proj_in.forward(h);
+        if (!useLinearProjection) h = h.Then(proj_in.forward);
         long inner = h.shape[1];
-        h = h.permute(0, 2, 3, 1).reshape(b, height * width, inner);
-        if (useLinearProjection) h = proj_in.forward(h);
-        foreach (var block in transformer_blocks) h = block.forward(h, encoderHiddenStates);
-        if (useLinearProjection) h = proj_out.forward(h);
-        h = h.reshape(b, height, width, h.shape[^1]).permute(0, 3, 1, 2).contiguous();
-        if (!useLinearProjection) h = proj_out.forward(h);
-        return OutputHook.Emit(h + x).MoveToOuterDisposeScope();
+        h = h.Then(t => t.permute(0, 2, 3, 1).reshape(b, height * width, inner));
+        if (useLinearProjection) h = h.Then(proj_in.forward);
+        foreach (var block in transformer_blocks) h = h.Then(t => block.forward(t, encoderHiddenStates));
+        if (useLinearProjection) h = h.Then(proj_out.forward);
+        long outer = h.shape[^1];
+        h = h.Then(t => t.reshape(b, height, width, outer).permute(0, 3, 1, 2).contiguous());
+        if (!useLinearProjection) h = h.Then(proj_out.forward);
+        return OutputHook.Emit(h.Then(t => t + x)).MoveToOuterDisposeScope();
     }
 }

@@ -99,8 +99,8 @@ public sealed class CrossAttnDownBlock2D : UNetDownBlock
         var skips = new List<Tensor>();
         for (int i = 0; i < resnets.Count; i++)
         {
-            hidden = resnets[i].forward(hidden, temb);
-            hidden = attentions[i].forward(hidden, encoderHiddenStates);
+            // The block's input and each skip stay (the caller and the up blocks own them); the resnet's output goes.
+            hidden = resnets[i].forward(hidden, temb).Then(r => attentions[i].forward(r, encoderHiddenStates));
             skips.Add(hidden);
         }
         return Finish(hidden, skips, downsamplers);
@@ -128,11 +128,12 @@ public sealed class UNetMidBlock2DCrossAttn : nn.Module<Tensor, Tensor, Tensor, 
     public override Tensor forward(Tensor hidden, Tensor temb, Tensor encoderHiddenStates)
     {
         using var scope = NewDisposeScope();
+        var input = hidden;
         hidden = resnets[0].forward(hidden, temb);
         for (int i = 0; i < attentions.Count; i++)
         {
-            hidden = attentions[i].forward(hidden, encoderHiddenStates);
-            hidden = resnets[i + 1].forward(hidden, temb);
+            hidden = hidden.Then(h => attentions[i].forward(h, encoderHiddenStates), keep: input)
+                .Then(h => resnets[i + 1].forward(h, temb), keep: input);
         }
         return OutputHook.Emit(hidden).MoveToOuterDisposeScope();
     }
@@ -167,12 +168,12 @@ public sealed class UpBlock2D : UNetUpBlock
     public override Tensor forward(Tensor hidden, Tensor[] skips, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize)
     {
         using var scope = NewDisposeScope();
+        var input = hidden;
         for (int i = 0; i < resnets.Count; i++)
         {
-            hidden = cat(new[] { hidden, skips[skips.Length - 1 - i] }, 1);
-            hidden = resnets[i].forward(hidden, temb);
+            hidden = hidden.Then(h => cat(new[] { h, skips[skips.Length - 1 - i] }, 1), keep: input).Then(h => resnets[i].forward(h, temb));
         }
-        if (upsamplers is not null) hidden = upsamplers[0].forward(hidden, upsampleSize);
+        if (upsamplers is not null) hidden = hidden.Then(h => upsamplers[0].forward(h, upsampleSize), keep: input);
         return OutputHook.Emit(hidden).MoveToOuterDisposeScope();
     }
 }
@@ -201,13 +202,13 @@ public sealed class CrossAttnUpBlock2D : UNetUpBlock
     public override Tensor forward(Tensor hidden, Tensor[] skips, Tensor temb, Tensor encoderHiddenStates, long[]? upsampleSize)
     {
         using var scope = NewDisposeScope();
+        var input = hidden;
         for (int i = 0; i < resnets.Count; i++)
         {
-            hidden = cat(new[] { hidden, skips[skips.Length - 1 - i] }, 1);
-            hidden = resnets[i].forward(hidden, temb);
-            hidden = attentions[i].forward(hidden, encoderHiddenStates);
+            hidden = hidden.Then(h => cat(new[] { h, skips[skips.Length - 1 - i] }, 1), keep: input)
+                .Then(h => resnets[i].forward(h, temb)).Then(h => attentions[i].forward(h, encoderHiddenStates));
         }
-        if (upsamplers is not null) hidden = upsamplers[0].forward(hidden, upsampleSize);
+        if (upsamplers is not null) hidden = hidden.Then(h => upsamplers[0].forward(h, upsampleSize), keep: input);
         return OutputHook.Emit(hidden).MoveToOuterDisposeScope();
     }
 }

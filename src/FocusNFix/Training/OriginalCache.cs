@@ -27,6 +27,8 @@ public sealed record CachedOriginal(Tensor Noise, Tensor Latents, Tensor Image, 
 public sealed class OriginalCache : IDisposable
 {
     public const string ManifestName = "manifest.json";
+    /// <summary>Held (an exclusive lock on this file) by the process building a disk cache.</summary>
+    public const string LockName = "build.lock";
     readonly Dictionary<int, CachedOriginal> _memory = new();
     readonly string? _folder;
     public IReadOnlyList<PoolEntry> Pool { get; }
@@ -49,6 +51,9 @@ public sealed class OriginalCache : IDisposable
     {
         group ??= SingleProcess.Instance;
         var manifest = ManifestText(pool, key);
+        // Another process may be building the same folder (the demo's parallel jobs, two runs with one cache_dir):
+        // it finishes first, and this one then finds the cache complete instead of sampling it again beside it.
+        using var buildLock = folder != null && group.Rank == 0 ? FolderLock.Acquire(folder, LockName) : null;
         // Rank 0 decides for all, so no member reuses what another is about to rewrite.
         var reuse = new long[] { group.Rank == 0 && folder != null && key != null && IsComplete(folder, pool, manifest) ? 1 : 0 };
         group.Broadcast(reuse, 0);

@@ -53,7 +53,7 @@ public class SdBenchmarkTests
     public void ReportPairsOursWithThePeerAndComputesRatios()
     {
         var calls = new List<string>();
-        ChildCommand Ours(string name, int size) { calls.Add($"ours {name} {size}"); return Echo($"{{\"seconds\":[2.0,4.0,3.0],\"peak_rss_mib\":1000,\"model_rss_mib\":900}}"); }
+        ChildCommand Ours(string name, int size) { calls.Add($"ours {name} {size}"); return Echo($"{{\"seconds\":[2.0,4.0,3.0],\"peak_rss_mib\":1000,\"model_rss_mib\":900,\"warm_rss_mib\":950}}"); }
         ChildCommand Peer(string name, int size) { calls.Add($"peer {name} {size}"); return Echo($"{{\"seconds\":[4.0],\"peak_rss_mib\":2000,\"versions\":{{\"diffusers\":\"0.27.2\"}}}}"); }
         var o = new SdBenchOptions("sd15", "/m", new[] { 512, 256 }, "float32", 2, 3, new[] { "unet_forward_no_grad", "train_step_k2" });
         var report = SdBenchmark.Run(o, Ours, Peer);
@@ -68,6 +68,8 @@ public class SdBenchmarkTests
         Assert.Equal(2.0, f["ours"]!["min_s"]!.GetValue<double>());
         Assert.Equal(0.75, f["ours_over_peer"]!["time"]!.GetValue<double>());
         Assert.Equal(0.5, f["ours_over_peer"]!["peak_rss"]!.GetValue<double>());
+        Assert.Equal(950, f["ours"]!["warm_rss_mib"]!.GetValue<double>());
+        Assert.Null(f["peer"]!["warm_rss_mib"]);
         Assert.Equal("0.27.2", report["peer"]!["versions"]!["diffusers"]!.GetValue<string>());
         Assert.True(report["complete"]!.GetValue<bool>());
         Assert.Equal(SdMeasurement.NoGradStepsBeforeWindow, report["train_step"]!["no_grad_steps_before_window"]!.GetValue<int>());

@@ -48,6 +48,40 @@ public class DemoRunTests : IDisposable
     }
 
     [Fact]
+    public void ParallelJobsStartOneMethodPerOriginalsCacheTogetherAndTrainEveryMethodOnce()
+    {
+        var plan = new DemoPlan(Models, _out, "rot", null, 1);
+        // draft builds the shared cache that global and focus-n-fix reuse; refl has its own.
+        Assert.Equal(new[] { "draft", "refl", "global", "focus-n-fix" }, plan.TrainingOrder);
+        using var bothFirstsRunning = new Barrier(2);
+        var calls = new List<string>();
+        new DemoRun(plan, EarlierOutput.Refuse).TrainMethods((cfg, resume) =>
+        {
+            var method = Path.GetFileName(cfg.OutputDir);
+            lock (calls) calls.Add(method);
+            // Sequential training would never get both first methods here at once.
+            if (method is "draft" or "refl") Assert.True(bothFirstsRunning.SignalAndWait(TimeSpan.FromSeconds(10)), $"{method} waited alone");
+            return cfg.OutputDir;
+        }, jobs: 2);
+        Assert.Equal(plan.Methods.OrderBy(m => m), calls.OrderBy(m => m));
+        Assert.Equal(new[] { "draft", "refl" }, calls.Take(2).OrderBy(m => m == "refl"));
+    }
+
+    [Fact]
+    public void AfterAFailedJobNoNewOneStartsAndTheFailureIsThrown()
+    {
+        var started = new List<string>();
+        var e = Assert.Throws<InvalidInputException>(() => DemoRun.RunLanes(new[] { "a", "b", "c", "d" }, 1, item =>
+        {
+            lock (started) started.Add(item);
+            if (item == "b") throw new InvalidInputException("b failed");
+        }));
+        Assert.Equal("b failed", e.Message);
+        Assert.Equal(new[] { "a", "b" }, started);
+        Assert.Throws<InvalidInputException>(() => new DemoRun(Plan(), EarlierOutput.Refuse).TrainMethods((c, r) => c.OutputDir, jobs: 0));
+    }
+
+    [Fact]
     public void TheRotDemoTrainsFourMethodsWithReflAsFocusNFixInItsOwnFolder()
     {
         var plan = new DemoPlan(Models, _out, "rot", null, 1);
