@@ -101,13 +101,16 @@ public static class Progress
                 });
             return;
         }
-        var lines = new Dictionary<string, Action<int, int, string?>>();
+        // Without a terminal: a line per tenth of each task (no rate: a task's first report may come minutes into it).
+        var last = new Dictionary<string, (int Percent, int Total)>();
         work((name, done, total, status) =>
         {
-            lock (lines)
+            lock (last)
             {
-                if (!lines.TryGetValue(name, out var l)) lines[name] = l = PlainLines(name);
-                l(done, total, status);
+                int percent = total == 0 ? 100 : done * 100 / total;
+                if (last.TryGetValue(name, out var l) && l.Total == total && l.Percent / 10 == percent / 10 && done != total) return;
+                last[name] = (percent, total);
+                Console.WriteLine($"{name}: {done}/{total} ({percent}%){(status != null ? ", " + status : "")}");
             }
         });
     }

@@ -23,13 +23,18 @@ public static class SdBenchCli
     public static readonly Option<string?> Out = new("--out") { Description = "Also write the --preset report (JSON) to this file" };
     public static readonly Option<bool> Overwrite = new("--overwrite") { Description = "Replace the --out file if it exists" };
     public static readonly Option<bool> Peer = new("--peer") { Description = "With --preset: measure diffusers + peft (bench/sd_peer.py) on the same operations, alternately with ours" };
+    public static readonly Option<string> PeerNative = new("--peer-native")
+    {
+        Description = "The peer's native settings: own (torch's defaults, as a diffusers user runs it) or same (the oneDNN/MKL/ATen caps and sleeping OpenMP threads fnf sets for itself)",
+        DefaultValueFactory = _ => "own",
+    };
     public static readonly Option<string?> PeerScript = new("--peer-script") { Description = "The peer script (default: bench/sd_peer.py found above the current folder or the fnf binary)" };
     public static readonly Option<string> Python = new("--python") { Description = "Python interpreter for the peer (Debian's, where python3-torch installs)", DefaultValueFactory = _ => "/usr/bin/python3" };
     public static readonly Option<string?> CacheDir = new("--cache-dir") { Description = "Cache folder for preset models (default: $XDG_CACHE_HOME/focusnfix or ~/.cache/focusnfix)" };
     public static readonly Option<string> Tokenizer = new("--tokenizer") { Description = "CLIP tokenizer files copied into a preset", DefaultValueFactory = _ => "../shared/golden/clip_tokenizer" };
     public static readonly Option<string?> Measure = new("--measure") { Description = $"With --preset: only these figures, comma-separated ({string.Join(", ", SdMeasurement.Names)})" };
 
-    public static IEnumerable<Option> All => new Option[] { Preset, Sizes, Out, Overwrite, Peer, PeerScript, Python, CacheDir, Tokenizer, Measure };
+    public static IEnumerable<Option> All => new Option[] { Preset, Sizes, Out, Overwrite, Peer, PeerNative, PeerScript, Python, CacheDir, Tokenizer, Measure };
 
     /// <summary>The preset mode of <c>fnf bench</c>; <paramref name="repeats"/>, <paramref name="threads"/> and <paramref name="dtype"/> are the shared options' values.</summary>
     public static int Run(ParseResult pr, string presetName, int repeats, int threads, string dtype, IEnumerable<Option> presetIncompatible)
@@ -49,6 +54,8 @@ public static class SdBenchCli
             InputFile.RequireFolder(dir, "--out folder");
         }
         string? script = pr.GetValue(Peer) ? FindPeerScript(pr.GetValue(PeerScript)) : null;
+        var peerNative = pr.GetValue(PeerNative)!;
+        if (peerNative is not ("own" or "same")) throw new InvalidInputException($"--peer-native '{peerNative}': expected own or same");
         int effectiveThreads = threads > 0 ? threads : get_num_threads();
 
         var folder = SdPresetFolder.Ensure(preset, SdPresetFolder.CacheRoot(pr.GetValue(CacheDir)), pr.GetValue(Tokenizer)!, msg => Console.Error.WriteLine(msg));
@@ -62,15 +69,23 @@ public static class SdBenchCli
         {
             script!, "--model", folder, "--measure", name, "--size", size.ToString(), "--dtype", dtype,
             "--repeats", repeats.ToString(), "--threads", effectiveThreads.ToString(),
-        });
+        }, peerNative == "own" ? PeerEnvironment() : null);
         var report = SdBenchmark.Run(new SdBenchOptions(presetName, folder, sizes, dtype, effectiveThreads, repeats, measurements),
             Ours, script is null ? null : PeerCommand, msg => Console.Error.WriteLine(msg));
         report["native_settings"] = JsonSerializer.SerializeToNode(NativeSettings.Effective());
+        if (script is not null) report["peer_native_settings"] = peerNative == "own" ? "own: torch's defaults (fnf's own settings removed from its environment)" : "same as fnf's";
         var json = report.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         if (outPath is not null) AtomicFile.WriteAllText(outPath, json + "\n");
         Console.WriteLine(json);
         return report["complete"]!.GetValue<bool>() ? 0 : 1;
     }
+
+    /// <summary>
+    /// The peer runs with torch's own defaults: the native settings this process gave itself (oneDNN and MKL held to
+    /// SSE4, ATen to AVX2, sleeping OpenMP threads) would otherwise reach it through the environment. Settings the user
+    /// exported before starting fnf stay, for both sides.
+    /// </summary>
+    static Dictionary<string, string?> PeerEnvironment() => NativeSettings.SetHere.ToDictionary(k => k, k => (string?)null);
 
     static List<int> ParseSizes(string text)
     {

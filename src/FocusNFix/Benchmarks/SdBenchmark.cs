@@ -5,7 +5,8 @@ using System.Text.Json.Nodes;
 namespace FocusNFix.Benchmarks;
 
 /// <summary>A process that measures one figure and prints it as the last line of its stdout (a JSON object).</summary>
-public sealed record ChildCommand(string FileName, IReadOnlyList<string> Arguments, IReadOnlyDictionary<string, string>? Environment = null);
+/// <summary>A child process to run: program, arguments, and environment changes (a null value removes the variable).</summary>
+public sealed record ChildCommand(string FileName, IReadOnlyList<string> Arguments, IReadOnlyDictionary<string, string?>? Environment = null);
 
 /// <summary>What <c>fnf bench --preset</c> measures: preset, pipeline folder, sizes, dtype, threads, repeats, which figures.</summary>
 public sealed record SdBenchOptions(string Preset, string ModelFolder, IReadOnlyList<int> Sizes, string DType, int Threads, int Repeats,
@@ -125,7 +126,10 @@ public static class SdBenchmark
     {
         var psi = new ProcessStartInfo(c.FileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in c.Arguments) psi.ArgumentList.Add(a);
-        if (c.Environment is not null) foreach (var (k, v) in c.Environment) psi.Environment[k] = v;
+        if (c.Environment is not null)
+            foreach (var (k, v) in c.Environment)
+                if (v is null) psi.Environment.Remove(k);
+                else psi.Environment[k] = v;
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {c.FileName}");
         var stderr = new List<string>();
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (stderr) stderr.Add(e.Data); };

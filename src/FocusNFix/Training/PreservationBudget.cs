@@ -17,6 +17,13 @@ public sealed class BudgetConfig
     public int Smoothing { get; set; } = 5;
     /// <summary>The largest lambda the controller may reach.</summary>
     public double MaxLambda { get; set; } = 100;
+    /// <summary>
+    /// Proportional gain, lambda per dB of the current violation, added to the accumulated (integral) lambda: a PI
+    /// controller, as in Stooke et al. 2020 (PID Lagrangian methods). 0 is the plain dual ascent. Lambda then reacts to
+    /// a violation at once instead of only after it has been summed for many steps, and falls back as soon as the
+    /// PSNR recovers, so it overshoots less.
+    /// </summary>
+    public double Proportional { get; set; }
 
     /// <summary>The error, or null; keys are named under <paramref name="prefix"/> (e.g. constraint.budget).</summary>
     public string? Check(string prefix)
@@ -26,13 +33,15 @@ public sealed class BudgetConfig
         if (!double.IsFinite(StepSize) || StepSize <= 0 || StepSize > 100) return $"{prefix}.step_size = {StepSize}: expected a finite rate in (0, 100]";
         if (Smoothing is < 1 or > 1000) return $"{prefix}.smoothing = {Smoothing}: expected 1 to 1000 steps";
         if (!double.IsFinite(MaxLambda) || MaxLambda <= 0 || MaxLambda > 1e6) return $"{prefix}.max_lambda = {MaxLambda}: expected a finite cap in (0, 1e6]";
+        if (!double.IsFinite(Proportional) || Proportional < 0 || Proportional > 100) return $"{prefix}.proportional = {Proportional}: expected a finite gain in [0, 100]";
         return null;
     }
 }
 
 /// <summary>
-/// Dual ascent on lambda for a preservation budget: after each step, lambda ← clamp(lambda + η·(target − measured), 0,
-/// cap), where measured is the PSNR outside the mask averaged over the last few steps. Too much change outside
+/// Dual ascent on lambda for a preservation budget: after each step, I ← clamp(I + η·(target − measured), 0, cap) and
+/// lambda ← clamp(I + Kp·(target − measured), 0, cap), where measured is the PSNR outside the mask averaged over the
+/// last few steps (Kp = 0, the default, is the plain dual ascent lambda ← clamp(lambda + η·e, 0, cap)). Too much change outside
 /// (PSNR under the budget) raises lambda, slack lowers it, so the run settles where the budget binds. Its state
 /// (lambda and the recent PSNRs) goes into checkpoints, so a resumed run continues with the same lambda.
 /// </summary>
@@ -45,6 +54,8 @@ public sealed class PreservationBudget
     readonly Queue<double> _recent = new();
 
     public double Lambda { get; private set; }
+    /// <summary>The accumulated part of lambda (equal to it without a proportional gain).</summary>
+    public double Integral { get; private set; }
     /// <summary>The smoothed PSNR outside the mask the last update used (NaN before the first).</summary>
     public double SmoothedPsnr { get; private set; } = double.NaN;
 
@@ -53,7 +64,7 @@ public sealed class PreservationBudget
         if (config.Check("budget") is { } error) throw new InvalidInputException(error);
         if (!double.IsFinite(initialLambda) || initialLambda < 0) throw new InvalidInputException($"constraint.lambda = {initialLambda}: expected a finite starting lambda >= 0");
         _config = config;
-        Lambda = Math.Min(initialLambda, config.MaxLambda);
+        Lambda = Integral = Math.Min(initialLambda, config.MaxLambda);
     }
 
     /// <summary>Takes one step's measured PSNR outside the mask (mean over its images; +Infinity allowed) and returns the next lambda.</summary>
@@ -63,22 +74,26 @@ public sealed class PreservationBudget
         _recent.Enqueue(Math.Min(psnrOutside, PsnrCeiling));
         while (_recent.Count > _config.Smoothing) _recent.Dequeue();
         SmoothedPsnr = _recent.Average();
-        Lambda = Math.Clamp(Lambda + _config.StepSize * (_config.MinPsnrOutside - SmoothedPsnr), 0, _config.MaxLambda);
+        double violation = _config.MinPsnrOutside - SmoothedPsnr;
+        Integral = Math.Clamp(Integral + _config.StepSize * violation, 0, _config.MaxLambda);
+        Lambda = Math.Clamp(Integral + _config.Proportional * violation, 0, _config.MaxLambda);
         return Lambda;
     }
 
-    public sealed record State(double Lambda, double[] Recent);
+    /// <param name="Integral">null in states written before the proportional term: the lambda then.</param>
+    public sealed record State(double Lambda, double[] Recent, double? Integral = null);
 
-    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray()));
+    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral));
 
     public void LoadState(string json, string source)
     {
         State? s;
         try { s = JsonSerializer.Deserialize<State>(json); }
         catch (JsonException e) { throw new InvalidInputException($"{source}: not a budget state ({e.Message})"); }
-        if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)))
+        if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)) || s.Integral is < 0 or double.NaN or double.PositiveInfinity)
             throw new InvalidInputException($"{source}: expected a finite lambda >= 0 and finite PSNRs");
         Lambda = s.Lambda;
+        Integral = s.Integral ?? s.Lambda;
         _recent.Clear();
         foreach (var v in s.Recent.TakeLast(_config.Smoothing)) _recent.Enqueue(v);
         SmoothedPsnr = _recent.Count > 0 ? _recent.Average() : double.NaN;

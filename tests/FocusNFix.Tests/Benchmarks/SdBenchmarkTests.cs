@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using FocusNFix.Benchmarks;
+using FocusNFix;
 using FocusNFix.IO;
 using FocusNFix.Pipelines;
 using FocusNFix.Tests.Cli;
@@ -110,6 +111,22 @@ public class SdBenchmarkTests
         var python = "echo 'Traceback (most recent call last):' >&2; echo '  File \"sd_peer.py\", line 3' >&2; echo 'RuntimeError: bad shape' >&2; exit 1";
         Assert.Equal("exit code 1: RuntimeError: bad shape", SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", python }))["error"]!.GetValue<string>());
         Assert.Equal("exit code 3: (no stderr)", SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", "exit 3" }))["error"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void ThePeerRunsWithoutTheNativeSettingsThisProcessGaveItself()
+    {
+        // The settings fnf set for itself reach children through the environment unless removed; the peer gets torch's defaults.
+        var script = "echo \"{\\\"isa\\\":\\\"${DNNL_MAX_CPU_ISA-unset}\\\",\\\"extra\\\":\\\"${FNF_TEST_EXTRA-unset}\\\"}\"";
+        var env = new Dictionary<string, string?> { ["DNNL_MAX_CPU_ISA"] = null, ["FNF_TEST_EXTRA"] = "1" };
+        var r = SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", script }, env));
+        Assert.Equal("unset", r["isa"]!.GetValue<string>());
+        Assert.Equal("1", r["extra"]!.GetValue<string>());
+        // Without changes the child sees this process's settings.
+        r = SdBenchmark.RunChild(new ChildCommand("/bin/sh", new[] { "-c", script }));
+        Assert.Equal(Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA") ?? "unset", r["isa"]!.GetValue<string>());
+        if (OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is null)
+            Assert.Equal($"{NativeSettings.MmapThresholdBytes} (mallopt)", NativeSettings.Effective()["malloc_mmap_threshold"]);
     }
 
     [Fact]

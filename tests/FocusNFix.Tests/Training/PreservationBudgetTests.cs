@@ -29,6 +29,38 @@ public class PreservationBudgetTests
     }
 
     [Fact]
+    public void TheProportionalTermSettlesOnTheToyWithLessOvershootThanThePlainAscent()
+    {
+        // A plant with lag: the PSNR follows the lambda of 8 steps before, as a LoRA's drift follows the weight.
+        static (double Overshoot, double Late) Run(double proportional, double step)
+        {
+            var budget = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, StepSize = step, Smoothing = 3, Proportional = proportional, MaxLambda = 1000 }, 1);
+            var rng = new Random(2);
+            var lambdas = new Queue<double>(Enumerable.Repeat(1.0, 8));
+            var psnrs = new List<double>();
+            for (int i = 0; i < 600; i++)
+            {
+                double psnr = ToyPsnr(lambdas.Dequeue(), rng);
+                psnrs.Add(psnr);
+                lambdas.Enqueue(budget.Update(psnr));
+            }
+            return (psnrs.Skip(20).Max() - 35, psnrs.Skip(400).Average());
+        }
+        var plain = Run(0, 0.5);
+        var pi = Run(2, 0.1);
+        Assert.InRange(pi.Late, 34.5, 35.5);
+        Assert.True(pi.Overshoot < plain.Overshoot, $"PI overshoot {pi.Overshoot:F2} dB, plain {plain.Overshoot:F2} dB");
+    }
+
+    [Fact]
+    public void ANegativeOrInfiniteProportionalGainIsRefused()
+    {
+        Assert.Contains("constraint.budget.proportional = -1", new BudgetConfig { Proportional = -1 }.Check("constraint.budget"));
+        Assert.NotNull(new BudgetConfig { Proportional = double.PositiveInfinity }.Check("constraint.budget"));
+        Assert.Null(new BudgetConfig { Proportional = 2 }.Check("constraint.budget"));
+    }
+
+    [Fact]
     public void LambdaStaysWithinZeroAndTheCap()
     {
         var budget = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 30, StepSize = 10, MaxLambda = 5 }, initialLambda: 2);
@@ -41,13 +73,15 @@ public class PreservationBudgetTests
     [Fact]
     public void TheStateRestoresLambdaAndTheSmoothingWindowExactly()
     {
-        var config = new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.3, Smoothing = 4 };
+        var config = new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.3, Smoothing = 4, Proportional = 0.5 };
         var a = new PreservationBudget(config, 1);
         foreach (var p in new[] { 30.0, 33, 41, 28, 36, 39 }) a.Update(p);
         var b = new PreservationBudget(config, 1);
         b.LoadState(a.SaveState(), "state");
+        Assert.NotEqual(a.Lambda, a.Integral);  // both parts of the state matter
         foreach (var p in new[] { 31.0, 37, 35 }) Assert.Equal(a.Update(p), b.Update(p));
         Assert.Equal(a.SmoothedPsnr, b.SmoothedPsnr);
+        Assert.Equal(a.Integral, b.Integral);
     }
 
     [Theory]
