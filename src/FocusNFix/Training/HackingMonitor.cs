@@ -4,7 +4,8 @@ using FocusNFix.IO;
 namespace FocusNFix.Training;
 
 /// <summary>One evaluation of the fixed validation set: target reward, each guard's score, and the median PSNR outside the mask against the base images.</summary>
-public sealed record MonitorPoint(int Step, double TargetReward, IReadOnlyDictionary<string, double> Guards, double PsnrOutside);
+/// <param name="Seconds">the evaluation's wall time, sampling and scoring (the monitor's cost; 0 in files written before it was recorded).</param>
+public sealed record MonitorPoint(int Step, double TargetReward, IReadOnlyDictionary<string, double> Guards, double PsnrOutside, double Seconds = 0);
 
 /// <summary>Why an evaluation was flagged; null members did not fire.</summary>
 public sealed record HackingFlag(int Step, string Reason);

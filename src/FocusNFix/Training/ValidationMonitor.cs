@@ -81,6 +81,7 @@ public sealed class ValidationMonitor : IDisposable
     /// <summary>Samples and scores the validation set at <paramref name="step"/>; the first call must be with a zero LoRA (it defines the base images).</summary>
     public (MonitorPoint Point, HackingFlag? Flag, Tensor Images) Evaluate(int step)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var images = _sampler.ToImages(_sampler.Sample(_entries, _noise, withGrad: false)).detach();
@@ -91,7 +92,7 @@ public sealed class ValidationMonitor : IDisposable
         var psnr = RegionConstraint.PsnrOutside(images, _baseImages!, _baseMasks!).Where(v => !double.IsNaN(v)).OrderBy(v => v).ToArray();
         double median = psnr.Length == 0 ? double.NaN : psnr.Length % 2 == 1 ? psnr[psnr.Length / 2]
             : psnr[psnr.Length / 2 - 1] == psnr[psnr.Length / 2] ? psnr[psnr.Length / 2] : (psnr[psnr.Length / 2 - 1] + psnr[psnr.Length / 2]) / 2;
-        var point = new MonitorPoint(step, Mean(_target.Score(images, prompts)), guards, median);
+        var point = new MonitorPoint(step, Mean(_target.Score(images, prompts)), guards, median, clock.Elapsed.TotalSeconds);
         _points.Add(point);
         var flag = Rule.Check(_points[0], point);
         if (flag != null) FirstFlag ??= flag;

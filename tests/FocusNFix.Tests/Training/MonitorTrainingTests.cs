@@ -62,6 +62,11 @@ public class MonitorTrainingTests : IDisposable
         Assert.Equal(evals[^1].GetProperty("step").GetInt32(), stoppedAt);
         Assert.Equal(stoppedAt, log.Count);  // the evaluation at step s comes before training step s
         Assert.True(evals[^1].GetProperty("target_reward").GetDouble() > evals[0].GetProperty("target_reward").GetDouble());
+        // The monitor's cost: each evaluation's wall time, and a file written before it was recorded still reads.
+        Assert.All(evals, e => Assert.True(e.GetProperty("seconds").GetDouble() > 0, e.ToString()));
+        var legacy = Path.Combine(_tmp, "legacy-monitor.json");
+        File.WriteAllText(legacy, "{\"evaluations\": [{\"step\": 0, \"target_reward\": -1, \"guards\": {}, \"psnr_outside\": 30}], \"first_flag\": null, \"best_unflagged_step\": 0, \"stopped_at\": null, \"lora_step\": null, \"images\": 4}");
+        Assert.Equal(0, FocusNFix.Training.MonitorFile.Read(legacy).Evaluations[0].Seconds);
         // The kept LoRA is the best unflagged evaluation's: the zero LoRA at step 0, else that step's checkpoint.
         int kept = m.GetProperty("lora_step").GetInt32();
         Assert.Equal(m.GetProperty("best_unflagged_step").GetInt32(), kept);
@@ -130,7 +135,9 @@ public class MonitorTrainingTests : IDisposable
         using (var first = new FocusNFixTrainer(Config("resumed", false, 10), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() })) first.Train(stopAfter: 3);
         using (var second = new FocusNFixTrainer(Config("resumed", false, 10), resume: true, reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() }))
             second.Train();
-        Assert.Equal(MonitorFile(Path.Combine(_tmp, "full")).GetProperty("evaluations").ToString(),
-                     MonitorFile(Path.Combine(_tmp, "resumed")).GetProperty("evaluations").ToString());
+        // Everything but each evaluation's wall time.
+        static string WithoutTimes(string runDir) => string.Join("\n", MonitorFile(runDir).GetProperty("evaluations").EnumerateArray()
+            .Select(e => string.Join(",", e.EnumerateObject().Where(p => p.Name != "seconds").Select(p => $"{p.Name}={p.Value}"))));
+        Assert.Equal(WithoutTimes(Path.Combine(_tmp, "full")), WithoutTimes(Path.Combine(_tmp, "resumed")));
     }
 }
