@@ -9,7 +9,7 @@ namespace FocusNFix.Cli;
 
 /// <summary>
 /// Trains one config in a child <c>fnf train</c> process (fnf demo --jobs N): its config goes to a file, its output to a
-/// log, and its progress lines to the parent's bar for that method. A process per method, not a thread: torch's
+/// log, and its progress lines to the parent's bar for that method. The demo's evaluation shards run the same way. A process per method, not a thread: torch's
 /// thread count and random generator are process-wide, and one process per job keeps each run what it is alone.
 /// </summary>
 public static partial class ChildTraining
@@ -37,14 +37,27 @@ public static partial class ChildTraining
     public static string Run(TrainingConfig cfg, bool resume, string name, string configPath, string logPath, Action<string, int, int, string?> progress)
     {
         AtomicFile.WriteAllText(configPath, cfg.ToJson() + "\n");
+        var args = new List<string> { "train", "--config", configPath };
+        if (resume) args.Add("--resume");
+        RunFnf(name, args, logPath, append: resume, progress);
+        return cfg.OutputDir;
+    }
+
+    /// <summary>
+    /// Runs this program with <paramref name="args"/> in a child process to the end, its output to <paramref name="logPath"/>
+    /// and its progress lines to <paramref name="progress"/> under <paramref name="name"/>; throws with the child's error
+    /// line and the log's path when it fails.
+    /// </summary>
+    public static void RunFnf(string name, IEnumerable<string> args, string logPath, bool append, Action<string, int, int, string?> progress)
+    {
         var self = SelfCommand();
         var psi = new ProcessStartInfo(self[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in self.Skip(1).Concat(new[] { "train", "--config", configPath })) psi.ArgumentList.Add(a);
-        if (resume) psi.ArgumentList.Add("--resume");
+        foreach (var a in self.Skip(1).Concat(args)) psi.ArgumentList.Add(a);
         // The child's bars would fight the parent's: it prints plain progress lines, which the parent reads.
         psi.Environment["TERM"] = "dumb";
         var stderr = new List<string>();
-        using var log = new StreamWriter(logPath, append: resume) { AutoFlush = true };
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(logPath))!);
+        using var log = new StreamWriter(logPath, append) { AutoFlush = true };
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {psi.FileName}");
         p.ErrorDataReceived += (_, e) =>
         {
@@ -61,7 +74,6 @@ public static partial class ChildTraining
         p.BeginOutputReadLine();
         p.WaitForExit();
         if (p.ExitCode != 0)
-            lock (log) throw new InvalidInputException($"{name}: training failed in its process (exit code {p.ExitCode}): {SdBenchmark.ErrorLine(stderr)} (log: {logPath})");
-        return cfg.OutputDir;
+            lock (log) throw new InvalidInputException($"{name}: failed in its process (exit code {p.ExitCode}): {SdBenchmark.ErrorLine(stderr)} (log: {logPath})");
     }
 }

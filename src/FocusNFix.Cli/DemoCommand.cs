@@ -27,9 +27,11 @@ public static class DemoCommand
         var jobs = new Option<int?>("--jobs") { Description = $"Methods trained at once, each in its own process with --threads (default there: cores / jobs) threads (default: {DemoPlan.DefaultJobs("cpu", 2)} on a CPU with 2 or more cores, else 1; 1 trains them in this process one after the other)" };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.DType();
+        // What the demo's own child processes run (--jobs N): one part of the evaluation, after every method has trained.
+        var evalShard = new Option<string?>("--eval-shard") { Description = "i/n: only evaluate part i of n of the test prompts x seeds into <out>/eval-shards/i (the demo's child processes; every method must have finished training)", Hidden = true };
         var cmd = new Command("demo", "ShapesWorld demo: fix a defect with focus-n-fix vs its baselines (draft, global; for rot also ReFL, SLD, negative prompt), evaluate on held-out prompts, write the report")
         {
-            output, defect, models, steps, testPrompts, poolSeeds, seeds, resume, overwrite, threads, jobs, device, dtype,
+            output, defect, models, steps, testPrompts, poolSeeds, seeds, resume, overwrite, threads, jobs, device, dtype, evalShard,
         };
         cmd.SetAction(CliErrors.Action(pr =>
         {
@@ -45,9 +47,23 @@ public static class DemoCommand
                 TestPrompts = pr.GetValue(testPrompts) ?? DemoPlan.DemoTestPromptsFor(defectName),
                 PoolSeedsPerPrompt = pr.GetValue(poolSeeds) ?? DemoPlan.DemoPoolSeedsFor(defectName),
             };
+            if (pr.GetValue(evalShard) is { } shardText)
+            {
+                var shard = EvalShard.Parse(shardText, "--eval-shard");
+                var trained = new DemoRun(plan, EarlierOutput.Resume);
+                trained.TrainMethods((cfg, _) => throw new InvalidInputException($"{cfg.OutputDir}: not finished training; --eval-shard evaluates a demo whose methods have all trained"));
+                Progress.RunWithStatus($"evaluating part {shard}", report => { trained.EvaluateShard(shard, (what, d, t) => report(d, t, what)); return 0; });
+                return 0;
+            }
             var demo = new DemoRun(plan, pr.GetValue(resume) ? EarlierOutput.Resume : pr.GetValue(overwrite) ? EarlierOutput.Overwrite : EarlierOutput.Refuse);
             int jobCount = pr.GetValue(jobs) ?? DemoPlan.DefaultJobs(plan.Device, Environment.ProcessorCount);
-            if (jobCount == 1) demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
+            EvaluationResult result;
+            if (jobCount == 1)
+            {
+                demo.TrainMethods((cfg, resumeRun) => TrainCommand.Run(cfg, resumeRun));
+                result = Progress.RunWithStatus("evaluating on the test prompts", report =>
+                    demo.EvaluateAndReport(WorldCommand.CommandLine(), (what, d, t) => report(d, t, what)));
+            }
             else
             {
                 int childThreads = pr.GetValue(threads) > 0 ? pr.GetValue(threads) : Math.Max(1, Environment.ProcessorCount / jobCount);
@@ -58,13 +74,30 @@ public static class DemoCommand
                     cfg.Threads = childThreads;
                     return ChildTraining.Run(cfg, resumeRun, method, plan.ChildConfig(method), plan.ChildLog(method), report);
                 }, jobCount));
+                // The small models scale poorly over threads: parts of the evaluation in parallel processes beat one process with all the cores.
+                Console.WriteLine($"evaluating on the test prompts: {jobCount} parts at once, each in its own process with {childThreads} thread(s); logs in {plan.EvalShardsDir}");
+                result = default!;
+                Progress.RunTasks(report => result = demo.EvaluateShardsAndReport(WorldCommand.CommandLine(), jobCount, shard =>
+                    ChildTraining.RunFnf($"evaluation part {shard}", EvalShardArgs(plan, shard, childThreads), Path.Combine(plan.EvalShardsDir, $"{shard.Index}.log"), append: false, report)));
             }
-            var result = Progress.RunWithStatus("evaluating on the test prompts", report =>
-                demo.EvaluateAndReport(WorldCommand.CommandLine(), (what, d, t) => report(d, t, what)));
             Console.WriteLine(ReportWriter.MarkdownTable(result));
             Console.WriteLine($"report: {demo.ReportHtml} (wall time {demo.WallTime.TotalMinutes:F1} min)");
             return 0;
         }));
         return cmd;
     }
+
+    /// <summary>The command line of the child process that evaluates one part of <paramref name="plan"/>'s evaluation.</summary>
+    static List<string> EvalShardArgs(DemoPlan plan, EvalShard shard, int threads)
+    {
+        var args = new List<string>
+        {
+            "demo", "--out", plan.OutDir, "--defect", plan.Defect, "--models", plan.Models, "--steps", Inv(plan.Steps), "--eval-seeds", Inv(plan.EvalSeeds),
+            "--pool-seeds", Inv(plan.PoolSeedsPerPrompt), "--device", plan.Device, "--dtype", plan.Dtype, "--threads", Inv(threads), "--eval-shard", shard.ToString(),
+        };
+        if (plan.TestPrompts is int n) args.AddRange(new[] { "--test-prompts", Inv(n) });
+        return args;
+    }
+
+    static string Inv(int v) => v.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

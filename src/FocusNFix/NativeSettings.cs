@@ -8,21 +8,19 @@ namespace FocusNFix;
 /// Process-wide settings for libtorch's native libraries, applied when this library loads, before the first torch call
 /// loads libtorch.
 /// <para>
-/// Backward passes of the libtorch 2.10 CPU build that TorchSharp 0.107 ships returned NaN or wrong gradients at random
-/// on this project's machines (AMD EPYC with AVX-512), more often under load and with more threads (issue 10). The
-/// vector extensions decide it; the threads, the garbage collector and the finalizer thread did not (each was ruled
-/// out on its own). Measured with the whole test suite (388 tests, one OpenMP thread per test thread):
-/// <list type="bullet">
-/// <item>libtorch's defaults (AVX-512 kernels): 2 to 5 tests failed per run, NaN gradients in UNet, CLIP, LoRA and
-/// checkpointed steps.</item>
-/// <item>oneDNN held to AVX2 alone: GradientCheckpointTests (conv + linear, 2 threads) went from 3–5 failures per run
-/// to 0, but the suite still failed 2–3 tests per run; adding ATen's and MKL's AVX2 did not stop them.</item>
-/// <item>oneDNN at SSE4.1 (DNNL_MAX_CPU_ISA), MKL at SSE4.2 (MKL_ENABLE_INSTRUCTIONS), ATen at AVX2
-/// (ATEN_CPU_CAPABILITY): every test passed, the 2-thread determinism stress test included.</item>
-/// </list>
-/// Cost, <c>fnf bench --steps 20</c> on the ShapesWorld base model, batch 4, 2 threads: training step (K = 1) 1.32 s;
-/// AVX2 oneDNN with one thread was 1.20 s, the same settings with one thread 1.90 s. A setting the user's environment
-/// already has is left alone (under either of oneDNN's names).
+/// libtorch runs with its own vector kernels (AVX-512 on this project's AMD EPYC machines). From 2026-12-01 to
+/// 2026-12-03 this class held them down (oneDNN at SSE4.1, MKL at SSE4.2, ATen at AVX2): issue 10 had seen NaN and
+/// wrong gradients at random (2 to 5 of the 388 tests failed per suite run, NaN gradients in UNet, CLIP, LoRA and
+/// checkpointed steps), and with the caps the suite passed. The commit that added the caps also made the training
+/// step's GC pause wait for the finalizers its own collection queued (<see cref="TorchGcPause"/>), and the suite
+/// had been made serial an hour before it, so which change cured the NaN was never isolated. Measured 2026-12-03 with
+/// every cap lifted in the environment (DNNL_MAX_CPU_ISA=ALL, MKL_ENABLE_INSTRUCTIONS=AVX512, ATEN_CPU_CAPABILITY=avx512):
+/// the whole suite (801 tests) passed in two runs, the second beside a build, and the gradient, checkpointing,
+/// LoRA, CLIP and UNet tests passed three more times beside a busy process (<c>yes &gt; /dev/null</c>), the
+/// 1- and 2-thread repeated-gradient tests included. The caps cost 15-40% of the time of an SD-sized UNet
+/// (<c>fnf bench --preset sd15 --sizes 256</c>, 2 threads: forward 2.29 s capped, 1.99 s not; LoRA forward+backward
+/// 5.26 s against 3.79 s), so they are gone. The trainer's guard still refuses a non-finite step; a user who meets
+/// NaN gradients can set those three variables to the old values, and should file the case.
 /// </para>
 /// <para>
 /// OpenMP threads sleep instead of spinning while they wait (OMP_WAIT_POLICY=PASSIVE), so a busy process next to a run
@@ -63,13 +61,9 @@ public static class NativeSettings
     [DllImport("libc", EntryPoint = "setenv")]
     static extern int SetEnv(string name, string value, int overwrite);
 
-    /// <summary>The values set unless the user's environment already names the setting (under either name).</summary>
+    /// <summary>The values set unless the user's environment already names the setting.</summary>
     public static readonly IReadOnlyDictionary<string, string> Defaults = new Dictionary<string, string>
     {
-        ["DNNL_MAX_CPU_ISA"] = "SSE41",
-        ["ONEDNN_MAX_CPU_ISA"] = "SSE41",
-        ["MKL_ENABLE_INSTRUCTIONS"] = "SSE4_2",
-        ["ATEN_CPU_CAPABILITY"] = "avx2",
         ["OMP_WAIT_POLICY"] = "PASSIVE",
     };
 
@@ -90,7 +84,7 @@ public static class NativeSettings
 
     /// <summary>The settings in force (ours or the user's), plus the OpenMP ones, for benchmark reports.</summary>
     public static IReadOnlyDictionary<string, string?> Effective() =>
-        Defaults.Keys.Concat(new[] { "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS" }).Distinct()
+        Defaults.Keys.Concat(new[] { "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS" }).Distinct()
             .ToDictionary(k => k, k => Environment.GetEnvironmentVariable(k))
             .Append(new KeyValuePair<string, string?>("malloc_mmap_threshold", _mmapThreshold)).ToDictionary();
 
@@ -108,10 +102,7 @@ public static class NativeSettings
     {
         if (_applied) return;
         _applied = true;
-        // oneDNN reads either name; a user who set one of them has chosen.
-        bool isaChosen = Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA") is not null || Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") is not null;
-        foreach (var (name, value) in Defaults)
-            if (!(isaChosen && name.EndsWith("_MAX_CPU_ISA", StringComparison.Ordinal))) SetDefault(name, value);
+        foreach (var (name, value) in Defaults) SetDefault(name, value);
         HookNnpackSwitch();
         SetMallocThreshold();
     }

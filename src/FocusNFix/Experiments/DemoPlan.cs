@@ -148,7 +148,7 @@ public sealed class DemoPlan
     /// </summary>
     public IEnumerable<string> OwnedPaths => Methods.Select(RunDir).Concat(Methods.Select(ChildLog)).Concat(Methods.Select(ChildConfig)).Concat(new[]
     {
-        CacheDir, ReflCacheDir, Path.Combine(OutDir, "images"), Path.Combine(OutDir, ReportWriter.PlotFolder), Path.Combine(OutDir, ReportWriter.JsonFile),
+        CacheDir, ReflCacheDir, EvalShardsDir, Path.Combine(OutDir, "images"), Path.Combine(OutDir, ReportWriter.PlotFolder), Path.Combine(OutDir, ReportWriter.JsonFile),
         Path.Combine(OutDir, ReportWriter.MarkdownFile), Path.Combine(OutDir, ReportWriter.HtmlFile), Path.Combine(OutDir, PromptsFile),
     });
 
@@ -188,12 +188,37 @@ public sealed class DemoPlan
         };
     }
 
-    public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress)
+    /// <summary>
+    /// The demo's evaluation on the test prompts, whole (into <see cref="OutDir"/>) or one shard of it (into
+    /// <see cref="EvalShardDir"/>, merged by <see cref="DemoRun"/> into the same report).
+    /// </summary>
+    /// <param name="batchSize">images sampled together; the figures can differ with it in the last bits (batched kernels).</param>
+    public EvaluationResult Evaluate(IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyDictionary<string, string> logs, Action<string, int, int>? progress,
+        EvalShard? shard = null, int batchSize = EvalSetup.DefaultBatchSize) =>
+        EvaluateOn(Split.Test, loras, SamplingBaselines, logs, shard is { IsWhole: false } s ? EvalShardDir(s.Index) : OutDir, TestPrompts, progress,
+            $"ShapesWorld demo: fixing the {Defect} defect", shard: shard, batchSize: batchSize);
+
+    /// <summary>The images of the evaluation (test prompts x seeds).</summary>
+    public int EvalImages
     {
-        var result = EvaluateOn(Split.Test, loras, SamplingBaselines, logs, OutDir, TestPrompts, progress, $"ShapesWorld demo: fixing the {Defect} defect");
-        IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), JsonSerializer.Serialize(result.Prompts, new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        return result;
+        get
+        {
+            var world = ShapesWorldBenchmark.Load(Path.Combine(Models, WorldSpec.FileName));
+            int prompts = PromptSplits.Prompts(world.Spec, Split.Test).Count;
+            return (TestPrompts is int n ? Math.Min(n, prompts) : prompts) * EvalSeeds;
+        }
     }
+
+    /// <summary>The sampling batch of an evaluation cut into <paramref name="parts"/>: one batch per part, at most the usual batch (shards are cut in whole batches).</summary>
+    public int ShardBatchSize(int parts) => Math.Min(EvalSetup.DefaultBatchSize, Math.Max(1, (EvalImages + parts - 1) / parts));
+
+    /// <summary>Writes the evaluated prompts beside the report (the images are named by their index in it).</summary>
+    public void WritePrompts(EvaluationResult result) =>
+        IO.AtomicFile.WriteAllText(Path.Combine(OutDir, PromptsFile), JsonSerializer.Serialize(result.Prompts, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+
+    /// <summary>Where evaluation shard <paramref name="index"/> writes its images and report before they are merged (fnf demo --jobs N).</summary>
+    public string EvalShardDir(int index) => Path.Combine(EvalShardsDir, index.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    public string EvalShardsDir => Path.Combine(OutDir, "eval-shards");
 
     /// <summary>
     /// Evaluates the base model, the given LoRAs and the training-free variants on one split's prompts (the first
@@ -202,7 +227,7 @@ public sealed class DemoPlan
     /// </summary>
     public EvaluationResult EvaluateOn(Split split, IReadOnlyList<(string Method, string Lora)> loras, IReadOnlyList<SamplingVariant> variants,
         IReadOnlyDictionary<string, string> logs, string outDir, int? promptLimit, Action<string, int, int>? progress, string? title = null,
-        string? baseImageCache = null)
+        string? baseImageCache = null, EvalShard? shard = null, int batchSize = EvalSetup.DefaultBatchSize)
     {
         var world = ShapesWorldBenchmark.Load(Path.Combine(Models, WorldSpec.FileName));
         using var pipe = TextToImagePipeline.Load(BaseModel, Placement.ParseDevice(Device, "device"), Placement.ParseDType(Dtype, "dtype"));
@@ -231,6 +256,7 @@ public sealed class DemoPlan
             TrainingLogs = logs,
             Title = title ?? $"ShapesWorld: fixing the {Defect} defect ({PromptSplits.Name(split)} prompts)",
             BaseImageCache = baseImageCache,
+            Shard = shard ?? EvalShard.Whole, BatchSize = batchSize,
         };
         return Evaluator.Run(pipe, setup, outDir, progress);
     }

@@ -108,8 +108,50 @@ public sealed class DemoRun
     /// <param name="commandLine">how the demo was started, recorded in the report.</param>
     public EvaluationResult EvaluateAndReport(string commandLine, Action<string, int, int>? progress = null)
     {
+        CheckTrained();
+        return Report(Plan.Evaluate(_loras, _logs, progress), commandLine);
+    }
+
+    /// <summary>
+    /// Evaluates one shard of the test prompts x seeds into <see cref="DemoPlan.EvalShardDir"/> (what a child process of
+    /// <see cref="EvaluateShardsAndReport"/> runs); an earlier attempt at the shard is replaced.
+    /// </summary>
+    public void EvaluateShard(EvalShard shard, Action<string, int, int>? progress = null)
+    {
+        CheckTrained();
+        if (shard.IsWhole) throw new ArgumentException("expected a part of the evaluation, not the whole", nameof(shard));
+        var dir = Plan.EvalShardDir(shard.Index);
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        ReportWriter.Write(Plan.Evaluate(_loras, _logs, progress, shard, Plan.ShardBatchSize(shard.Count)), dir);
+    }
+
+    /// <summary>
+    /// The evaluation in <paramref name="shards"/> parts run at once (each by <paramref name="evaluateShard"/>, which the
+    /// CLI runs as a child process calling <see cref="EvaluateShard"/>), merged into the report one process would write
+    /// with the same thread count (<see cref="ShardMerge"/>: the same figures to the last bit); the shards' folders are then deleted.
+    /// </summary>
+    public EvaluationResult EvaluateShardsAndReport(string commandLine, int shards, Action<EvalShard> evaluateShard)
+    {
+        CheckTrained();
+        if (shards < 2) throw new ArgumentOutOfRangeException(nameof(shards), shards, "expected 2 or more shards");
+        var parts = Enumerable.Range(0, shards).Select(i => new EvalShard(i, shards)).ToList();
+        RunLanes(parts.Select(p => p.ToString()).ToList(), shards, text => evaluateShard(EvalShard.Parse(text)));
+        var merged = ShardMerge.Merge(parts.Select(p => Plan.EvalShardDir(p.Index)).ToList(), Plan.OutDir);
+        merged.Notes.Remove("merged_from");
+        merged.Notes["evaluation"] = $"{shards} processes at once, each on a part of the test prompts x seeds, merged";
+        var result = Report(merged, commandLine);
+        Directory.Delete(Plan.EvalShardsDir, recursive: true);
+        return result;
+    }
+
+    void CheckTrained()
+    {
         if (_loras.Count != Plan.Methods.Count) throw new InvalidOperationException("the demo's methods are not trained yet");
-        var result = Plan.Evaluate(_loras, _logs, progress);
+    }
+
+    EvaluationResult Report(EvaluationResult result, string commandLine)
+    {
+        Plan.WritePrompts(result);
         result.Notes["wall_time"] = $"{WallTime.TotalMinutes:F1} min";
         result.Notes["command"] = commandLine;
         result.Notes["test prompts"] = Plan.TestPrompts is int n ? $"the first {n} of the split" : "all of the split";

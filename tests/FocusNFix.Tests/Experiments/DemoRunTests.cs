@@ -141,4 +141,60 @@ public class DemoRunTests : IDisposable
     [Fact]
     public void ATestPromptCountBelowOneIsRefused() =>
         Assert.Contains("--test-prompts 0: expected at least 1", Assert.Throws<InvalidInputException>(() => new DemoPlan(Models, _out, "rot", null, 1) { TestPrompts = 0 }).Message);
+
+    /// <summary>LoRA files for the plan's methods, each with its own non-zero lora_B so the methods sample differently.</summary>
+    static void WriteLoras(DemoPlan plan)
+    {
+        using var pipe = FocusNFix.Pipelines.TextToImagePipeline.Load(plan.BaseModel);
+        int k = 0;
+        foreach (var method in plan.Methods)
+        {
+            var lora = FocusNFix.Lora.LoraNetwork.Attach(pipe.Unet, new FocusNFix.Lora.LoraConfig { Rank = 2, Alpha = 2 });
+            using (TorchSharp.torch.no_grad())
+                foreach (var (name, p) in lora.named_parameters())
+                    if (name.Contains("lora_B")) p.copy_(TorchSharp.torch.randn(p.shape, generator: new TorchSharp.torch.Generator((ulong)++k)) * 0.2);
+            var dir = plan.RunDir(method);
+            Directory.CreateDirectory(dir);
+            lora.Save(Path.Combine(dir, FocusNFixTrainer.FinalPeftName), FocusNFix.Lora.LoraFormat.Diffusers);
+            File.WriteAllText(Path.Combine(dir, FocusNFixTrainer.LogName), "");
+            lora.Detach();
+            lora.Dispose();
+        }
+    }
+
+    static List<string> Figures(FocusNFix.Evaluation.EvaluationResult r) =>
+        r.Images.Select(i => $"{i.Method} {i.PromptIndex} {i.Seed} {i.ImagePath} " + string.Join(",", i.Metrics.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value:R}"))).ToList();
+
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void TheEvaluationInPartsGivesTheFiguresAndPicturesOfOneProcess()
+    {
+        // Two test prompts, two parts: one image each, so the whole evaluation is compared at the parts' batch of 1.
+        var plan = new DemoPlan(Models, Path.Combine(_out, "parts"), "hazard", 1, 1) { TestPrompts = 2 };
+        WriteLoras(plan);
+        Assert.Equal(1, plan.ShardBatchSize(2));
+        var demo = new DemoRun(plan, EarlierOutput.Resume);
+        demo.TrainMethods((cfg, _) => cfg.OutputDir);
+        var gate = new object();
+        var parts = new List<string>();
+        // The CLI runs each part in its own process; here they take turns in this one (torch's state is process-wide).
+        var merged = demo.EvaluateShardsAndReport("fnf demo", 2, shard => { lock (gate) { parts.Add(shard.ToString()); demo.EvaluateShard(shard); } });
+        Assert.Equal(new[] { "0/2", "1/2" }, parts.OrderBy(p => p));
+        Assert.False(Directory.Exists(plan.EvalShardsDir));
+        Assert.True(File.Exists(Path.Combine(plan.OutDir, DemoPlan.PromptsFile)));
+
+        var wholePlan = new DemoPlan(Models, Path.Combine(_out, "whole"), "hazard", 1, 1) { TestPrompts = 2 };
+        var loras = plan.Methods.Select(m => (m, Path.Combine(plan.RunDir(m), FocusNFixTrainer.FinalPeftName))).ToList();
+        var logs = plan.Methods.ToDictionary(m => m, m => Path.Combine(plan.RunDir(m), FocusNFixTrainer.LogName));
+        var whole = wholePlan.Evaluate(loras, logs, null, batchSize: 1);
+
+        Assert.Equal(4 * 2, merged.Images.Count);  // base + 3 methods, 2 images each
+        Assert.Equal(Figures(whole), Figures(merged));
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(whole.Summaries, FocusNFix.Evaluation.EvaluationResult.JsonOptions), System.Text.Json.JsonSerializer.Serialize(merged.Summaries, FocusNFix.Evaluation.EvaluationResult.JsonOptions));
+        Assert.NotEqual(merged.Images[0].Metrics["reward_hazard"], merged.Images[2].Metrics["reward_hazard"]);  // base vs a LoRA: they differ
+        foreach (var image in merged.Images)
+            Assert.Equal(File.ReadAllBytes(Path.Combine(wholePlan.OutDir, image.ImagePath)), File.ReadAllBytes(Path.Combine(plan.OutDir, image.ImagePath)));
+        Assert.Equal("fnf demo", merged.Notes["command"]);
+        Assert.True(File.Exists(Path.Combine(plan.OutDir, "report.json")));
+    }
 }
