@@ -25,16 +25,17 @@ public static class SdBenchCli
     public static readonly Option<bool> Peer = new("--peer") { Description = "With --preset: measure diffusers + peft (bench/sd_peer.py) on the same operations, alternately with ours" };
     public static readonly Option<string> PeerNative = new("--peer-native")
     {
-        Description = "The peer's native settings: own (torch's defaults, as a diffusers user runs it) or same (the oneDNN/MKL/ATen caps and sleeping OpenMP threads fnf sets for itself)",
+        Description = "The peer's native settings: own (torch's defaults, as a diffusers user runs it) or same (the settings fnf sets for itself: sleeping OpenMP threads)",
         DefaultValueFactory = _ => "own",
     };
     public static readonly Option<string?> PeerScript = new("--peer-script") { Description = "The peer script (default: bench/sd_peer.py found above the current folder or the fnf binary)" };
     public static readonly Option<string> Python = new("--python") { Description = "Python interpreter for the peer (Debian's, where python3-torch installs)", DefaultValueFactory = _ => "/usr/bin/python3" };
     public static readonly Option<string?> CacheDir = new("--cache-dir") { Description = "Cache folder for preset models (default: $XDG_CACHE_HOME/focusnfix or ~/.cache/focusnfix)" };
     public static readonly Option<string> Tokenizer = new("--tokenizer") { Description = "CLIP tokenizer files copied into a preset", DefaultValueFactory = _ => "../shared/golden/clip_tokenizer" };
+    public static readonly Option<int> Rounds = new Option<int>("--rounds") { Description = "With --preset: measure each figure this many times on each side, ours and the peer's in turn (the machine's speed drifts; rounds share it out)", DefaultValueFactory = _ => 1 }.AtLeast(1);
     public static readonly Option<string?> Measure = new("--measure") { Description = $"With --preset: only these figures, comma-separated ({string.Join(", ", SdMeasurement.Names)})" };
 
-    public static IEnumerable<Option> All => new Option[] { Preset, Sizes, Out, Overwrite, Peer, PeerNative, PeerScript, Python, CacheDir, Tokenizer, Measure };
+    public static IEnumerable<Option> All => new Option[] { Preset, Sizes, Out, Overwrite, Peer, PeerNative, PeerScript, Python, CacheDir, Tokenizer, Measure, Rounds };
 
     /// <summary>The preset mode of <c>fnf bench</c>; <paramref name="repeats"/>, <paramref name="threads"/> and <paramref name="dtype"/> are the shared options' values.</summary>
     public static int Run(ParseResult pr, string presetName, int repeats, int threads, string dtype, IEnumerable<Option> presetIncompatible)
@@ -70,7 +71,7 @@ public static class SdBenchCli
             script!, "--model", folder, "--measure", name, "--size", size.ToString(), "--dtype", dtype,
             "--repeats", repeats.ToString(), "--threads", effectiveThreads.ToString(),
         }, peerNative == "own" ? PeerEnvironment() : null);
-        var report = SdBenchmark.Run(new SdBenchOptions(presetName, folder, sizes, dtype, effectiveThreads, repeats, measurements),
+        var report = SdBenchmark.Run(new SdBenchOptions(presetName, folder, sizes, dtype, effectiveThreads, repeats, measurements, pr.GetValue(Rounds)),
             Ours, script is null ? null : PeerCommand, msg => Console.Error.WriteLine(msg));
         report["native_settings"] = JsonSerializer.SerializeToNode(NativeSettings.Effective());
         if (script is not null) report["peer_native_settings"] = peerNative == "own" ? "own: torch's defaults (fnf's own settings removed from its environment)" : "same as fnf's";

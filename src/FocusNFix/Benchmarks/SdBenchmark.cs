@@ -9,8 +9,10 @@ namespace FocusNFix.Benchmarks;
 public sealed record ChildCommand(string FileName, IReadOnlyList<string> Arguments, IReadOnlyDictionary<string, string?>? Environment = null);
 
 /// <summary>What <c>fnf bench --preset</c> measures: preset, pipeline folder, sizes, dtype, threads, repeats, which figures.</summary>
+/// <param name="Rounds">how many times each figure is measured on both sides, ours then the peer's, in turn: the machine's
+/// speed drifts by a quarter over minutes here, and rounds spread both sides over the same stretch of it.</param>
 public sealed record SdBenchOptions(string Preset, string ModelFolder, IReadOnlyList<int> Sizes, string DType, int Threads, int Repeats,
-    IReadOnlyList<string> Measurements);
+    IReadOnlyList<string> Measurements, int Rounds = 1);
 
 /// <summary>
 /// Runs every measurement of <see cref="SdMeasurement"/> at every size, each in its own child process, and, when a peer
@@ -28,21 +30,29 @@ public static class SdBenchmark
         foreach (int size in o.Sizes)
             foreach (var name in o.Measurements)
             {
-                progress?.Invoke($"{name} at {size} px: ours");
-                var mine = RunChild(ours(name, size), childTimeout);
-                JsonObject? theirs = null;
-                if (peer is not null && peerInfo?["skipped"] is null)
+                var mineRuns = new List<JsonObject>();
+                var theirRuns = new List<JsonObject>();
+                for (int round = 0; round < o.Rounds; round++)
                 {
-                    progress?.Invoke($"{name} at {size} px: peer");
-                    theirs = RunChild(peer(name, size), childTimeout);
-                    if (theirs["skipped"] is { } why)
+                    string of = o.Rounds > 1 ? $" (round {round + 1}/{o.Rounds})" : "";
+                    progress?.Invoke($"{name} at {size} px: ours{of}");
+                    mineRuns.Add(RunChild(ours(name, size), childTimeout));
+                    if (peer is not null && peerInfo?["skipped"] is null)
                     {
-                        // The peer's libraries are absent: it says so once and is not asked again.
-                        peerInfo = new JsonObject { ["skipped"] = why.DeepClone() };
-                        theirs = null;
+                        progress?.Invoke($"{name} at {size} px: peer{of}");
+                        var run = RunChild(peer(name, size), childTimeout);
+                        if (run["skipped"] is { } why)
+                            // The peer's libraries are absent: it says so once and is not asked again.
+                            peerInfo = new JsonObject { ["skipped"] = why.DeepClone() };
+                        else
+                        {
+                            peerInfo ??= run["versions"] is { } v ? new JsonObject { ["versions"] = v.DeepClone() } : null;
+                            theirRuns.Add(run);
+                        }
                     }
-                    else peerInfo ??= theirs["versions"] is { } v ? new JsonObject { ["versions"] = v.DeepClone() } : null;
                 }
+                var mine = Combine(mineRuns);
+                JsonObject? theirs = theirRuns.Count == 0 ? null : Combine(theirRuns);
                 failed |= mine["error"] is not null || theirs?["error"] is not null;
                 var row = new JsonObject
                 {
@@ -50,13 +60,15 @@ public static class SdBenchmark
                     ["ours"] = Summary(mine), ["peer"] = theirs is null ? null : Summary(theirs),
                 };
                 if (theirs is not null) row["ours_over_peer"] = Ratios(mine, theirs);
+                if (theirs is not null && o.Rounds > 1 && theirRuns.Count == mineRuns.Count)
+                    row["ours_over_peer_by_round"] = new JsonArray(mineRuns.Zip(theirRuns, Ratios).Select(r => (JsonNode?)r).ToArray());
                 figures.Add(row);
                 progress?.Invoke($"  {Line(row)}");
             }
         return new JsonObject
         {
             ["preset"] = o.Preset, ["model"] = o.ModelFolder, ["dtype"] = o.DType, ["threads"] = o.Threads, ["batch"] = 1,
-            ["repeats"] = o.Repeats, ["sizes"] = new JsonArray(o.Sizes.Select(s => (JsonNode)s).ToArray()),
+            ["repeats"] = o.Repeats, ["rounds"] = o.Rounds, ["sizes"] = new JsonArray(o.Sizes.Select(s => (JsonNode)s).ToArray()),
             ["train_step"] = new JsonObject
             {
                 ["no_grad_steps_before_window"] = SdMeasurement.NoGradStepsBeforeWindow, ["guidance_scale"] = SdMeasurement.GuidanceScale,
@@ -76,6 +88,22 @@ public static class SdBenchmark
         var r = row["ours_over_peer"];
         return $"{row["name"]} {row["size"]}px: ours {Side(row["ours"])}; peer {Side(row["peer"])}" +
             (r is null ? "" : $"; ratio time {r["time"]}, peak {r["peak_rss"]}");
+    }
+
+    /// <summary>
+    /// One side's rounds of a figure as one result: every timed call, the highest peaks (each round is a fresh process);
+    /// a failed round is the result.
+    /// </summary>
+    internal static JsonObject Combine(IReadOnlyList<JsonObject> rounds)
+    {
+        if (rounds.Count == 1) return rounds[0];
+        if (rounds.FirstOrDefault(r => r["error"] is not null) is { } failed) return failed;
+        double? Max(string key) => rounds.All(r => r[key] is not null) ? rounds.Max(r => r[key]!.GetValue<double>()) : null;
+        return new JsonObject
+        {
+            ["seconds"] = new JsonArray(rounds.SelectMany(r => r["seconds"]!.AsArray().Select(n => (JsonNode)n!.GetValue<double>())).ToArray()),
+            ["peak_rss_mib"] = Max("peak_rss_mib"), ["model_rss_mib"] = Max("model_rss_mib"), ["warm_rss_mib"] = Max("warm_rss_mib"),
+        };
     }
 
     static JsonObject Summary(JsonObject r)

@@ -77,6 +77,34 @@ public class SdBenchmarkTests
     }
 
     [Fact]
+    public void RoundsAlternateTheSidesAndPoolEveryTimedCall()
+    {
+        var calls = new List<string>();
+        int ourRound = 0, peerRound = 0;
+        // Ours takes 2, 4, 6 s in its three rounds, the peer 4, 4, 4: the machine "slows down" between rounds.
+        ChildCommand Ours(string name, int size) { calls.Add("ours"); ourRound++; return Echo($"{{\"seconds\":[{2 * ourRound}.0],\"peak_rss_mib\":{100 + ourRound},\"model_rss_mib\":90}}"); }
+        ChildCommand Peer(string name, int size) { calls.Add("peer"); peerRound++; return Echo("{\"seconds\":[4.0],\"peak_rss_mib\":200,\"model_rss_mib\":90}"); }
+        var o = new SdBenchOptions("sd15", "/m", new[] { 256 }, "float32", 2, 1, new[] { "unet_forward_no_grad" }, Rounds: 3);
+        var report = SdBenchmark.Run(o, Ours, Peer);
+
+        Assert.Equal(new[] { "ours", "peer", "ours", "peer", "ours", "peer" }, calls);
+        Assert.Equal(3, report["rounds"]!.GetValue<int>());
+        var f = report["figures"]!.AsArray().Single()!;
+        Assert.Equal(new[] { 2.0, 4.0, 6.0 }, f["ours"]!["seconds"]!.AsArray().Select(n => n!.GetValue<double>()));
+        Assert.Equal(4.0, f["ours"]!["median_s"]!.GetValue<double>());
+        Assert.Equal(103, f["ours"]!["peak_rss_mib"]!.GetValue<double>());  // the highest round's peak
+        Assert.Equal(1.0, f["ours_over_peer"]!["time"]!.GetValue<double>());
+        Assert.Equal(new[] { 0.5, 1.0, 1.5 }, f["ours_over_peer_by_round"]!.AsArray().Select(r => r!["time"]!.GetValue<double>()));
+
+        // A failed round makes the figure failed, not a median of the rest.
+        int n = 0;
+        ChildCommand Flaky(string name, int size) => ++n == 2 ? Echo("{}", exit: 137) : Echo("{\"seconds\":[1.0],\"peak_rss_mib\":10}");
+        var failed = SdBenchmark.Run(o with { }, Flaky, null);
+        Assert.False(failed["complete"]!.GetValue<bool>());
+        Assert.NotNull(failed["figures"]![0]!["ours"]!["error"]);
+    }
+
+    [Fact]
     public void ASkippedPeerIsAskedOnceAndAFailedChildIsReported()
     {
         int peerCalls = 0;
