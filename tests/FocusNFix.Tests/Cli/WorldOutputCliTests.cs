@@ -140,4 +140,16 @@ public class WorldOutputCliTests : IDisposable
         Assert.Equal("mine", File.ReadAllText(At("runs/demo/report.json")));
         Assert.False(Directory.Exists(At("runs/demo/runs")));
     }
+
+    [Fact]
+    public void ADemoEvaluationPartNeedsEveryMethodTrainedAndIsNotAdvertised()
+    {
+        // --eval-shard is what fnf demo --jobs N runs in its children; on a folder with nothing trained it names the first run folder and trains nothing.
+        Assert.DoesNotContain("--eval-shard", CliProcess.RunIn(_tmp, "demo", "--help").Stdout);
+        var models = Path.Combine(Golden.Root, "models", "shapesworld");
+        var line = AssertRefused(CliProcess.RunIn(_tmp, "demo", "--models", models, "--out", "d", "--eval-shard", "0/2"), "not finished training");
+        Assert.Contains(Path.Combine("d", "runs", "draft"), line);
+        Assert.False(Directory.Exists(At("d/runs/draft")));
+        AssertRefused(CliProcess.RunIn(_tmp, "demo", "--models", models, "--out", "d", "--eval-shard", "2/2"), "--eval-shard");
+    }
 }
