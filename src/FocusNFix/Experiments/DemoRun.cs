@@ -81,15 +81,15 @@ public sealed class DemoRun
     /// (Parallel.ForEach would partition them instead). After a failure no new item starts; the ones running finish,
     /// and the first failure is thrown.
     /// </summary>
-    public static void RunLanes(IReadOnlyList<string> items, int lanes, Action<string> work)
+    public static void RunLanes<T>(IReadOnlyList<T> items, int lanes, Action<T> work)
     {
-        var queue = new Queue<string>(items);
+        var queue = new Queue<T>(items);
         var failures = new List<Exception>();
         var threads = Enumerable.Range(0, Math.Min(lanes, items.Count)).Select(_ => new Thread(() =>
         {
             while (true)
             {
-                string item;
+                T item;
                 lock (queue)
                 {
                     if (failures.Count > 0 || queue.Count == 0) return;
@@ -135,7 +135,7 @@ public sealed class DemoRun
         CheckTrained();
         if (shards < 2) throw new ArgumentOutOfRangeException(nameof(shards), shards, "expected 2 or more shards");
         var parts = Enumerable.Range(0, shards).Select(i => new EvalShard(i, shards)).ToList();
-        RunLanes(parts.Select(p => p.ToString()).ToList(), shards, text => evaluateShard(EvalShard.Parse(text)));
+        RunLanes(parts, shards, evaluateShard);
         var merged = ShardMerge.Merge(parts.Select(p => Plan.EvalShardDir(p.Index)).ToList(), Plan.OutDir);
         merged.Notes.Remove("merged_from");
         merged.Notes["evaluation"] = $"{shards} processes at once, each on a part of the test prompts x seeds, merged";
