@@ -35,14 +35,25 @@ namespace FocusNFix;
 /// </para>
 /// .NET's Environment.SetEnvironmentVariable does not reach native getenv on Unix, hence libc's setenv.
 /// <para>
-/// glibc's malloc serves allocations under a fixed 8 MiB from its heap and larger ones from their own mappings
-/// (mallopt M_MMAP_THRESHOLD), instead of its default threshold, which rises to the largest block freed so far (up
-/// to 32 MiB): once the UNet had freed a few 10-30 MB activations, later ones of that size went to the heap, whose
-/// holes then stayed resident. <c>fnf bench --preset sd15 --sizes 256 --measure unet_forward_no_grad --repeats 3</c>,
-/// peak RSS over the timed calls (2026-12-02, 2 threads, 4311 MiB after the warm-up): 4478-4633 MiB in four runs
-/// with glibc's default, 4469-4486 MiB in three with 8 MiB (4 MiB: 4477-4525; 16 MiB: 4478-4567), median time
-/// 2.7-2.8 s against 2.9-3.2 s. The ShapesWorld models allocate nothing that large. A MALLOC_MMAP_THRESHOLD_ in
-/// the environment is the user's choice and is left alone.
+/// glibc's malloc serves every allocation under 128 MiB from its heap (mallopt M_MMAP_THRESHOLD) and gives memory
+/// back to the system only when more than 256 MiB is free at the heap's top (M_TRIM_THRESHOLD). A block that has its
+/// own mapping is unmapped when freed, so the next one of that size costs a page fault and a zeroed page per 4 KiB:
+/// oneDNN reorders every convolution's weights into a fresh buffer on every call (14 MB for a 640-channel 3×3
+/// conv, 118 MB for the SD UNet's largest), and with glibc's default (a threshold that rises to the largest block
+/// freed, at most 32 MiB) or the 8 MiB threshold this class set from 2026-12-02, those buffers were mapped, faulted
+/// and unmapped on each call. ONEDNN_VERBOSE showed the 640-channel weight reorder taking 4.9-5.7 ms here against
+/// 1.2-1.4 ms in torch 1.13 (whose buffers came from its heap), with the convolution itself at 8.4 ms on both.
+/// Measured 2026-12-03 (<c>fnf bench --preset sd15 --sizes 256 --measure unet_forward_no_grad,unet_lora_forward_backward
+/// --repeats 4 --threads 2</c>, two runs of each, alternating): LoRA forward+backward 4.54 and 4.95 s with the 8 MiB
+/// threshold, 3.77 and 3.93 s with these; forward 1.64/2.25 s against 1.73/1.80 s; page faults per run 9.0-10.8 M
+/// against 5.4-5.5 M; peak RSS 4504-4611 against 4480-4547 MiB (forward) and 5216-5228 against 5225-5271 MiB (LoRA).
+/// The 8 MiB threshold had replaced glibc's default because the default's rising threshold left 10-30 MB
+/// activations' holes resident (forward peak 4478-4633 MiB); a fixed threshold above every activation and weight
+/// buffer keeps those holes in use instead. The cost: a 512 px DRaFT-K training step's peak rose by 360-440 MiB
+/// (9504-9630 MiB; kernels changed in between too), and the 256 px forward's peak varies from process to process
+/// (135 to 490 MiB above the memory after the warm-up; the cause is not found, see results/bench-sd/README.md).
+/// A MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ in the environment is
+/// the user's choice and leaves both settings alone.
 /// </para>
 /// <para>
 /// NNPACK is switched off (PyTorch's <c>torch.backends.nnpack.set_flags(False)</c>): on CPUs it does not support, such as
@@ -71,8 +82,14 @@ public static class NativeSettings
     static extern int MallOpt(int param, int value);
 
     const int MallocMmapThresholdParam = -3; // glibc's M_MMAP_THRESHOLD
+    const int MallocTrimThresholdParam = -1; // glibc's M_TRIM_THRESHOLD
     /// <summary>The malloc threshold set at start-up (see the class remarks): blocks of this size and larger get their own mapping.</summary>
-    public const int MmapThresholdBytes = 8 << 20;
+    public const int MmapThresholdBytes = 128 << 20;
+    /// <summary>Free memory at the heap's top beyond this is given back to the system (see the class remarks).</summary>
+    public const int TrimThresholdBytes = 256 << 20;
+
+    /// <summary>How <see cref="Effective"/> reports the malloc settings this class made itself.</summary>
+    public static readonly string MallocSetting = $"mmap {MmapThresholdBytes}, trim {TrimThresholdBytes} (mallopt)";
 
     static bool _applied;
     static readonly List<string> _setHere = new();
@@ -109,10 +126,15 @@ public static class NativeSettings
 
     static void SetMallocThreshold()
     {
-        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is { } users) { _mmapThreshold = $"{users} (environment)"; return; }
+        string? mmap = Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_"), trim = Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_");
+        if (mmap is not null || trim is not null) { _mmapThreshold = $"mmap {mmap ?? "glibc's"}, trim {trim ?? "glibc's"} (environment)"; return; }
         if (!OperatingSystem.IsLinux()) return;
         // mallopt is glibc's (musl has none): where it is missing, malloc keeps its own policy.
-        try { _mmapThreshold = MallOpt(MallocMmapThresholdParam, MmapThresholdBytes) == 1 ? $"{MmapThresholdBytes} (mallopt)" : null; }
+        try
+        {
+            bool set = MallOpt(MallocMmapThresholdParam, MmapThresholdBytes) == 1 && MallOpt(MallocTrimThresholdParam, TrimThresholdBytes) == 1;
+            _mmapThreshold = set ? MallocSetting : null;
+        }
         catch (EntryPointNotFoundException) { }
     }
 
