@@ -1,9 +1,11 @@
 """Budget runs against the fixed-lambda front on one defect: test median PSNR outside the mask, defect rate, alignment."""
 import json, statistics, sys
-rep = json.load(open(sys.argv[1])); defect = sys.argv[2]
+# analyse.py REPORT [REPORT...] DEFECT: reports of the same prompts and seeds (e.g. a later eval of more runs)
+defect = sys.argv[-1]
 by = {}
-for im in rep['images']:
-    by.setdefault(im['method'], []).append(im['metrics'])
+for path in sys.argv[1:-1]:
+    for im in json.load(open(path))['images']:
+        by.setdefault(im['method'], []).append(im['metrics'])
 def fig(m):
     ims = by[m]
     ps = [i['psnr_outside'] for i in ims if 'psnr_outside' in i and i['psnr_outside'] is not None]
@@ -22,5 +24,5 @@ print("\n| budget | test median PSNR outside | off the budget | %s (test) | fron
 print("|---:|---:|---:|---:|---:|---:|")
 for m, f in figs.items():
     if not m.startswith('pi'): continue
-    b = float(m[2:]); fr, between = front_at(f['psnr'])
+    b = float(m[2:4]); fr, between = front_at(f['psnr'])
     print(f"| {b:.0f} dB | {f['psnr']:.1f} dB | {f['psnr']-b:+.1f} | {f['rate']:.1f}% | {fr:.1f}% ({between}) | {f['correct']:.1f}% |")

@@ -24,6 +24,14 @@ public sealed class BudgetConfig
     /// PSNR recovers, so it overshoots less.
     /// </summary>
     public double Proportional { get; set; }
+    /// <summary>
+    /// The most slack (dB above the budget) one update counts; null counts all of it. A fresh LoRA reproduces its
+    /// originals exactly (PSNR +Infinity, counted as <see cref="PreservationBudget.PsnrCeiling"/>), so an uncapped first
+    /// update sees some 65 dB of slack and drops lambda to 0, where it stays until the PSNR has fallen to the budget:
+    /// on the hazard task at 35 dB that was the first 17 of 60 steps, all of them unconstrained DRaFT steps. A PSNR
+    /// under the budget is never capped.
+    /// </summary>
+    public double? MaxSlack { get; set; }
 
     /// <summary>The error, or null; keys are named under <paramref name="prefix"/> (e.g. constraint.budget).</summary>
     public string? Check(string prefix)
@@ -34,6 +42,8 @@ public sealed class BudgetConfig
         if (Smoothing is < 1 or > 1000) return $"{prefix}.smoothing = {Smoothing}: expected 1 to 1000 steps";
         if (!double.IsFinite(MaxLambda) || MaxLambda <= 0 || MaxLambda > 1e6) return $"{prefix}.max_lambda = {MaxLambda}: expected a finite cap in (0, 1e6]";
         if (!double.IsFinite(Proportional) || Proportional < 0 || Proportional > 100) return $"{prefix}.proportional = {Proportional}: expected a finite gain in [0, 100]";
+        if (MaxSlack is double c && (!double.IsFinite(c) || c <= 0 || c > PreservationBudget.PsnrCeiling))
+            return $"{prefix}.max_slack = {c}: expected dB in (0, {PreservationBudget.PsnrCeiling}], or null for no cap";
         return null;
     }
 }
@@ -41,7 +51,7 @@ public sealed class BudgetConfig
 /// <summary>
 /// Dual ascent on lambda for a preservation budget: after each step, I ← clamp(I + η·(target − measured), 0, cap) and
 /// lambda ← clamp(I + Kp·(target − measured), 0, cap), where measured is the PSNR outside the mask averaged over the
-/// last few steps (Kp = 0, the default, is the plain dual ascent lambda ← clamp(lambda + η·e, 0, cap)). Too much change outside
+/// last few steps and target − measured is at least −max_slack when that is set (Kp = 0, the default, is the plain dual ascent lambda ← clamp(lambda + η·e, 0, cap)). Too much change outside
 /// (PSNR under the budget) raises lambda, slack lowers it, so the run settles where the budget binds. Its state
 /// (lambda and the recent PSNRs) goes into checkpoints, so a resumed run continues with the same lambda.
 /// </summary>
@@ -75,6 +85,7 @@ public sealed class PreservationBudget
         while (_recent.Count > _config.Smoothing) _recent.Dequeue();
         SmoothedPsnr = _recent.Average();
         double violation = _config.MinPsnrOutside - SmoothedPsnr;
+        if (_config.MaxSlack is double cap) violation = Math.Max(violation, -cap);
         Integral = Math.Clamp(Integral + _config.StepSize * violation, 0, _config.MaxLambda);
         Lambda = Math.Clamp(Integral + _config.Proportional * violation, 0, _config.MaxLambda);
         return Lambda;

@@ -53,6 +53,25 @@ public class PreservationBudgetTests
     }
 
     [Fact]
+    public void MaxSlackCapsHowFarOneUpdateLowersLambdaButNeverAViolation()
+    {
+        var config = new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.02, Smoothing = 1, Proportional = 0.15 };
+        // A fresh LoRA: the images equal their originals (PSNR +Infinity, counted as 100 dB).
+        var uncapped = new PreservationBudget(config, initialLambda: 1);
+        Assert.Equal(0, uncapped.Update(double.PositiveInfinity));
+        config.MaxSlack = 3;
+        var capped = new PreservationBudget(config, initialLambda: 1);
+        double lambda = capped.Update(double.PositiveInfinity);
+        Assert.Equal(1 - 0.02 * 3 - 0.15 * 3, lambda, 12);
+        Assert.Equal(1 - 0.02 * 3, capped.Integral, 12);
+        // 10 dB under the budget counts in full.
+        Assert.Equal(capped.Integral + 0.02 * 10 + 0.15 * 10, capped.Update(25), 12);
+        Assert.Contains("constraint.budget.max_slack = 0", new BudgetConfig { MaxSlack = 0 }.Check("constraint.budget"));
+        Assert.NotNull(new BudgetConfig { MaxSlack = double.NaN }.Check("constraint.budget"));
+        Assert.Null(new BudgetConfig { MaxSlack = 3 }.Check("constraint.budget"));
+    }
+
+    [Fact]
     public void ANegativeOrInfiniteProportionalGainIsRefused()
     {
         Assert.Contains("constraint.budget.proportional = -1", new BudgetConfig { Proportional = -1 }.Check("constraint.budget"));
