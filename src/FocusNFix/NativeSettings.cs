@@ -132,8 +132,13 @@ public static class NativeSettings
         // mallopt is glibc's (musl has none): where it is missing, malloc keeps its own policy.
         try
         {
-            bool set = MallOpt(MallocMmapThresholdParam, MmapThresholdBytes) == 1 && MallOpt(MallocTrimThresholdParam, TrimThresholdBytes) == 1;
-            _mmapThreshold = set ? MallocSetting : null;
+            bool mmapSet = MallOpt(MallocMmapThresholdParam, MmapThresholdBytes) == 1, trimSet = MallOpt(MallocTrimThresholdParam, TrimThresholdBytes) == 1;
+            _mmapThreshold = (mmapSet, trimSet) switch
+            {
+                (true, true) => MallocSetting,
+                (false, false) => null,
+                _ => $"mmap {(mmapSet ? MmapThresholdBytes : "glibc's")}, trim {(trimSet ? TrimThresholdBytes : "glibc's")} (mallopt, partly refused)",
+            };
         }
         catch (EntryPointNotFoundException) { }
     }

@@ -28,7 +28,7 @@ public sealed class BudgetConfig
     /// The most slack (dB above the budget) one update counts; null counts all of it. A fresh LoRA reproduces its
     /// originals exactly (PSNR +Infinity, counted as <see cref="PreservationBudget.PsnrCeiling"/>), so an uncapped first
     /// update sees some 65 dB of slack and drops lambda to 0, where it stays until the PSNR has fallen to the budget:
-    /// on the hazard task at 35 dB that was the first 17 of 60 steps, all of them unconstrained DRaFT steps. A PSNR
+    /// on the hazard task at 35 dB that was steps 1-16 of 60, all of them unconstrained DRaFT steps. A PSNR
     /// under the budget is never capped.
     /// </summary>
     public double? MaxSlack { get; set; }
