@@ -91,10 +91,21 @@ public static class Safetensors
     /// <summary>Loads every tensor of a file (validated first) onto the CPU, in its stored dtype.</summary>
     public static Dictionary<string, Tensor> Load(string path)
     {
+        var result = new Dictionary<string, Tensor>();
+        ForEach(path, _ => true, (name, t) => result[name] = t);
+        return result;
+    }
+
+    /// <summary>
+    /// Reads the tensors of a file (validated first) one at a time, in file order: <paramref name="use"/> gets each
+    /// tensor that <paramref name="wanted"/> accepts (by name, after the header is read) and owns it. A model's
+    /// weights can so be copied in and freed one by one, instead of a second copy of the whole file being held.
+    /// </summary>
+    public static void ForEach(string path, Func<SafetensorsEntry, bool> wanted, Action<string, Tensor> use)
+    {
         using var fs = InputFile.OpenRead(path, "safetensors file");
         var (entries, _, dataStart) = ReadHeader(fs, path);
-        var result = new Dictionary<string, Tensor>();
-        foreach (var e in entries)
+        foreach (var e in entries.Where(wanted))
         {
             var (type, _) = DTypes[e.DType];
             var bytes = new byte[e.End - e.Begin];
@@ -102,9 +113,8 @@ public static class Safetensors
             fs.ReadExactly(bytes);
             var t = empty(e.Shape, type);
             if (bytes.Length > 0) t.bytes = bytes;
-            result[e.Name] = t;
+            use(e.Name, t);
         }
-        return result;
     }
 
     /// <summary>
