@@ -51,7 +51,8 @@ namespace FocusNFix;
 /// activations' holes resident (forward peak 4478-4633 MiB); a fixed threshold above every activation and weight
 /// buffer keeps those holes in use instead. The cost: a 512 px DRaFT-K training step's peak rose by 360-440 MiB
 /// (9504-9630 MiB; kernels changed in between too), and the 256 px forward's peak varies from process to process
-/// (135 to 490 MiB above the memory after the warm-up; the cause is not found, see results/bench-sd/README.md).
+/// (135 to 490 MiB above the memory after the warm-up; +146 to +261 MiB once <see cref="IO.StateDict.LoadFile"/>
+/// stopped holding a second copy of the weights; see results/bench-sd/README.md).
 /// A MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ in the environment is
 /// the user's choice and leaves both settings alone.
 /// </para>
