@@ -53,6 +53,26 @@ public class SafetensorsTests : IDisposable
     }
 
     [Fact]
+    public void ForEachHandsOverTheWantedTensorsOneAtATimeWithTheValuesLoadGives()
+    {
+        var path = Path.Combine(_dir, "each.safetensors");
+        Safetensors.Save(path, new Dictionary<string, Tensor> { ["a"] = arange(6f).reshape(2, 3), ["b"] = ones(4), ["c"] = full(2, 7L) });
+        var all = Safetensors.Load(path);
+        var seen = new List<string>();
+        Safetensors.ForEach(path, e => e.Name != "b", (name, t) =>
+        {
+            using (t)
+            {
+                Assert.Equal(all[name].shape, t.shape);
+                Assert.True(t.eq(all[name]).all().item<bool>());
+                Assert.Equal(all[name].dtype, t.dtype);
+            }
+            seen.Add(name);
+        });
+        Assert.Equal(new[] { "a", "c" }, seen.Order());
+    }
+
+    [Fact]
     public void ReadsGoldenFileWithInt64AndScalars()
     {
         var inputs = Golden.Inputs("unet_tiny_sd15");
