@@ -96,24 +96,72 @@ public static class Safetensors
         return result;
     }
 
+    const long DefaultSliceBytes = 64L << 20;
+
     /// <summary>
     /// Reads the tensors of a file (validated first) one at a time, in file order: <paramref name="use"/> gets each
     /// tensor that <paramref name="wanted"/> accepts (by name, after the header is read) and owns it. A model's
     /// weights can so be copied in and freed one by one, instead of a second copy of the whole file being held.
     /// </summary>
-    public static void ForEach(string path, Func<SafetensorsEntry, bool> wanted, Action<string, Tensor> use)
+    /// <param name="sliceBytes">The most bytes read in one go: a Span cannot cover more than 2 GB.</param>
+    public static void ForEach(string path, Func<SafetensorsEntry, bool> wanted, Action<string, Tensor> use, long sliceBytes = DefaultSliceBytes)
     {
+        if (sliceBytes < 1) throw new ArgumentOutOfRangeException(nameof(sliceBytes), sliceBytes, "expected at least 1 byte");
         using var fs = InputFile.OpenRead(path, "safetensors file");
         var (entries, _, dataStart) = ReadHeader(fs, path);
         foreach (var e in entries.Where(wanted))
         {
             var (type, _) = DTypes[e.DType];
-            var bytes = new byte[e.End - e.Begin];
-            fs.Seek(dataStart + e.Begin, SeekOrigin.Begin);
-            fs.ReadExactly(bytes);
             var t = empty(e.Shape, type);
-            if (bytes.Length > 0) t.bytes = bytes;
+            fs.Seek(dataStart + e.Begin, SeekOrigin.Begin);
+            ReadInto(fs, t, sliceBytes);
             use(e.Name, t);
+        }
+    }
+
+    /// <summary>
+    /// Reads the tensors of a file (validated first) into existing tensors: <paramref name="destination"/> names the
+    /// tensor each entry goes into (null: skip it), which must have the entry's shape. A contiguous CPU destination of
+    /// the stored dtype is filled in place; any other (another device or dtype) gets a copy of the stored tensor.
+    /// </summary>
+    public static void ReadInto(string path, Func<SafetensorsEntry, Tensor?> destination)
+    {
+        using var fs = InputFile.OpenRead(path, "safetensors file");
+        var (entries, _, dataStart) = ReadHeader(fs, path);
+        using var _ = no_grad();
+        foreach (var e in entries)
+        {
+            if (destination(e) is not { } target) continue;
+            if (!target.shape.SequenceEqual(e.Shape))
+                throw Bad(path, $"tensor '{e.Name}' has shape [{string.Join(", ", e.Shape)}] but its destination has [{string.Join(", ", target.shape)}]");
+            var (type, _) = DTypes[e.DType];
+            fs.Seek(dataStart + e.Begin, SeekOrigin.Begin);
+            if (target.device_type == DeviceType.CPU && target.dtype == type && target.is_contiguous())
+            {
+                ReadInto(fs, target, DefaultSliceBytes);
+                continue;
+            }
+            using var stored = empty(e.Shape, type);
+            ReadInto(fs, stored, DefaultSliceBytes);
+            target.copy_(stored);
+        }
+    }
+
+    /// <summary>
+    /// Reads a fresh CPU tensor's bytes straight into its own memory. Going through a managed array instead costs a
+    /// second copy of every weight (3.2 GB through the large-object heap for an SD UNet) and a native buffer of the
+    /// same size that malloc then keeps as freed heap.
+    /// </summary>
+    static void ReadInto(Stream fs, Tensor t, long sliceBytes)
+    {
+        long count = t.numel();
+        if (count == 0) return;
+        long perSlice = Math.Max(1, sliceBytes / t.ElementSize);
+        using var flat = t.view(-1);
+        for (long start = 0; start < count; start += perSlice)
+        {
+            using var slice = flat.narrow(0, start, Math.Min(perSlice, count - start));
+            fs.ReadExactly(slice.bytes);
         }
     }
 

@@ -50,13 +50,9 @@ public static class StateDict
     /// <summary>Loads a safetensors file strictly into a module.</summary>
     public static void LoadFile(nn.Module module, string path, IEnumerable<string>? ignore = null)
     {
-        // One weight at a time: a second copy of the whole file would double the load's peak (3.2 GB for an SD UNet)
-        // and leave that much freed heap behind, in which later allocations land wherever its holes happen to be.
+        // Straight into the module's own tensors: a second copy of the file would double the load's peak (3.2 GB for
+        // an SD UNet) and leave that much freed heap behind, in which later allocations land wherever its holes are.
         var target = Check(module, Safetensors.ReadHeader(path).Entries.ToDictionary(e => e.Name, e => e.Shape), path, ignore);
-        using var _ = no_grad();
-        Safetensors.ForEach(path, e => target.ContainsKey(e.Name), (name, t) =>
-        {
-            using (t) target[name].copy_(t);
-        });
+        Safetensors.ReadInto(path, e => target.GetValueOrDefault(e.Name));
     }
 }

@@ -72,6 +72,43 @@ public class SafetensorsTests : IDisposable
         Assert.Equal(new[] { "a", "c" }, seen.Order());
     }
 
+    [Theory]
+    [InlineData(12)] // 3 floats a slice, the last slice shorter
+    [InlineData(2)] // under one element: one element a slice
+    [InlineData(1 << 20)] // the whole tensor at once
+    public void ForEachReadsEveryValueWhateverTheSliceSize(long sliceBytes)
+    {
+        var path = Path.Combine(_dir, "slices.safetensors");
+        var values = Enumerable.Range(0, 10).Select(i => i * 1.5f - 4f).ToArray();
+        Safetensors.Save(path, new Dictionary<string, Tensor> { ["w"] = tensor(values).reshape(2, 5), ["s"] = tensor(3L), ["h"] = arange(7).to(bfloat16) });
+        var got = new Dictionary<string, Tensor>();
+        Safetensors.ForEach(path, _ => true, (name, t) => got[name] = t, sliceBytes);
+        Assert.Equal(new long[] { 2, 5 }, got["w"].shape);
+        Assert.Equal(values, got["w"].data<float>().ToArray());
+        Assert.Empty(got["s"].shape);
+        Assert.Equal(3L, got["s"].item<long>());
+        Assert.Equal(bfloat16, got["h"].dtype);
+        Assert.Equal(Enumerable.Range(0, 7).Select(i => (float)i), got["h"].to(float32).data<float>().ToArray());
+    }
+
+    [Fact]
+    public void ReadIntoFillsAMatchingTensorInPlaceConvertsAnyOtherAndRefusesAnotherShape()
+    {
+        var path = Path.Combine(_dir, "into.safetensors");
+        Safetensors.Save(path, new Dictionary<string, Tensor> { ["a"] = arange(6f).reshape(2, 3), ["b"] = full(3, 2.5f), ["skip"] = ones(2) });
+        var a = zeros(2, 3);
+        var b = zeros(new long[] { 3 }, float64);
+        Safetensors.ReadInto(path, e => e.Name switch { "a" => a, "b" => b, _ => null });
+        Assert.Equal(new[] { 0f, 1, 2, 3, 4, 5 }, a.data<float>().ToArray());
+        Assert.Equal(new[] { 2.5, 2.5, 2.5 }, b.data<double>().ToArray());
+
+        var wrong = zeros(3, 2);
+        var ex = Assert.Throws<InvalidInputException>(() => Safetensors.ReadInto(path, e => e.Name == "a" ? wrong : null));
+        Assert.Contains("'a'", ex.Message);
+        Assert.Contains("[2, 3]", ex.Message);
+        Assert.Equal(0f, wrong.abs().sum().item<float>());
+    }
+
     [Fact]
     public void ReadsGoldenFileWithInt64AndScalars()
     {
