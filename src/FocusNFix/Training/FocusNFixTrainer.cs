@@ -11,10 +11,11 @@ namespace FocusNFix.Training;
 
 /// <summary>One logged training step (also the rows of the run's log.jsonl).</summary>
 /// <remarks><c>Lambda</c> is the constraint weight the step used (the dual variable's value under a budget) and
-/// <c>PsnrOutside</c> the batch's mean PSNR outside the mask against the originals (identical pixels count as
-/// <see cref="PreservationBudget.PsnrCeiling"/> dB).</remarks>
+/// <c>PsnrOutside</c> the batch's mean PSNR outside the mask against the originals, <c>PsnrOutsideMedian</c> its
+/// median over the batch's images (identical pixels count as <see cref="PreservationBudget.PsnrCeiling"/> dB).</remarks>
 public sealed record TrainStepLog(int Step, double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside,
-    double GradNorm, double LearningRate, bool Skipped, int SkippedTotal, double Lambda = 0, double PsnrOutside = double.NaN);
+    double GradNorm, double LearningRate, bool Skipped, int SkippedTotal, double Lambda = 0, double PsnrOutside = double.NaN,
+    double PsnrOutsideMedian = double.NaN);
 
 /// <summary>
 /// The Focus-N-Fix trainer: LoRA on the frozen base UNet, trained by backprop through the last K sampling steps
@@ -285,7 +286,7 @@ public sealed class FocusNFixTrainer : IDisposable
 
     /// <summary>The figures of one step's forward/backward, summed over its micro-batches.</summary>
     public sealed record StepGradients(double Loss, double Reward, double Constraint, double ChangeInside, double ChangeOutside, Tensor? Images,
-        double PsnrOutside = double.NaN);
+        double PsnrOutside = double.NaN, double PsnrOutsideMedian = double.NaN);
 
     /// <summary>The constraint weight the next step uses: the budget's dual variable, else the config's (0 for draft).</summary>
     public double Lambda => _budget?.Lambda ?? LossSettings.FromConfig(Config).Lambda;
@@ -315,6 +316,10 @@ public sealed class FocusNFixTrainer : IDisposable
         _shardedGradients ??= shards > 1 || Group.Size > 1 ? new ShardedGradients(Optimizer.Parameters, shards, inShardOrder: c.Train.GradientShards != null) : null;
         // -0 where this process computes nothing: adding it is exact (see ShardedGradients).
         var figures = Enumerable.Repeat(-0.0, shards * ShardFigures).ToArray();
+        // Each image's PSNR outside the mask, in slots per shard and micro-batch, so the batch median is the same
+        // whichever process computed which shard (NaN: no image, or no pixel outside the mask).
+        int perShard = c.Train.BatchSize / shards, imageSlots = micros * perShard;
+        var imagePsnr = Enumerable.Repeat(-0.0, shards * imageSlots).ToArray();
         var kept = new List<Tensor>();
         for (int shard = firstShard; shard < firstShard + ownShards; shard++)
         {
@@ -339,7 +344,10 @@ public sealed class FocusNFixTrainer : IDisposable
                 f[2] += terms.Constraint.mean().item<float>() / micros;
                 f[3] += inside.mean().item<float>() / micros;
                 f[4] += outside.mean().item<float>() / micros;
-                var psnr = RegionConstraint.PsnrOutside(images, i0, masks).Where(v => !double.IsNaN(v)).Select(v => Math.Min(v, PreservationBudget.PsnrCeiling)).ToList();
+                var perImage = RegionConstraint.PsnrOutside(images, i0, masks);
+                for (int i = 0; i < perShard; i++)
+                    imagePsnr[shard * imageSlots + micro * perShard + i] = i < perImage.Length ? Math.Min(perImage[i], PreservationBudget.PsnrCeiling) : double.NaN;
+                var psnr = perImage.Where(v => !double.IsNaN(v)).Select(v => Math.Min(v, PreservationBudget.PsnrCeiling)).ToList();
                 f[5] += (psnr.Count > 0 ? psnr.Average() : PreservationBudget.PsnrCeiling) / micros;
                 if (keepImages && micro == 0)
                     kept.Add(images.detach().clone().DetachFromDisposeScope());
@@ -350,6 +358,7 @@ public sealed class FocusNFixTrainer : IDisposable
         {
             _allReduceSeconds += _shardedGradients.SumInto(Group);
             Group.AllReduceSum(figures);
+            Group.AllReduceSum(imagePsnr);
         }
         var total = new double[ShardFigures];
         for (int shard = 0; shard < shards; shard++)
@@ -362,10 +371,19 @@ public sealed class FocusNFixTrainer : IDisposable
             lastImages = cat(kept, 0).DetachFromDisposeScope();
             foreach (var t in kept) t.Dispose();
         }
-        return new StepGradients(total[0], total[1], total[2], total[3], total[4], lastImages, total[5]);
+        var measured = imagePsnr.Where(v => !double.IsNaN(v)).ToList();
+        double median = measured.Count > 0 ? Median(measured) : PreservationBudget.PsnrCeiling;
+        return new StepGradients(total[0], total[1], total[2], total[3], total[4], lastImages, total[5], median);
     }
 
     ShardedGradients? _shardedGradients;
+
+    static double Median(List<double> values)
+    {
+        values.Sort();
+        int n = values.Count;
+        return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+    }
 
     /// <summary>
     /// One optimiser step: gradients, clipping, the guarded AdamW update. Everything it creates lives in one dispose
@@ -392,8 +410,10 @@ public sealed class FocusNFixTrainer : IDisposable
             _skipped++;
         }
         // The dual variable reads what this step's images measured, whether or not its update was applied.
-        if (_budget != null && double.IsFinite(g.PsnrOutside)) _budget.Update(g.PsnrOutside);
-        var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped, lambda, g.PsnrOutside);
+        double budgetPsnr = c.Constraint.Budget?.Statistic == BudgetStatistic.Median ? g.PsnrOutsideMedian : g.PsnrOutside;
+        if (_budget != null && double.IsFinite(budgetPsnr)) _budget.Update(budgetPsnr);
+        var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped, lambda, g.PsnrOutside,
+            g.PsnrOutsideMedian);
         _run?.AppendLog(entry);
         // Test hook: one member of a group killed after a step (the others then wait in the next all-reduce).
         KillPoint.Reached("rank-step", $"{Group.Rank}:{step}");
@@ -409,6 +429,7 @@ public sealed class FocusNFixTrainer : IDisposable
             tb.Scalar("train/skipped_steps", _skipped, step);
             tb.Scalar("train/lambda", lambda, step);
             tb.Scalar("train/psnr_outside_mask", g.PsnrOutside, step);
+            tb.Scalar("train/psnr_outside_mask_median", g.PsnrOutsideMedian, step);
             if (g.Images is not null) tb.Images("train/samples", g.Images, step);
         }
         g.Images?.Dispose();

@@ -65,6 +65,39 @@ public class BudgetTrainingTests : IDisposable
     }
 
     [Fact]
+    public void WithTheMedianStatisticLambdaFollowsTheBatchMedianOverShards()
+    {
+        var c = Config("median", 60);
+        c.Prompts.SeedsPerPrompt = 2;
+        c.Train.BatchSize = 3;
+        c.Train.GradientShards = 3; // one image a shard: the median is gathered from the shards' slots
+        c.Constraint.Budget!.Statistic = BudgetStatistic.Median;
+        using var trainer = new FocusNFixTrainer(c, reward: new RedReward(), heatmapOverride: TopHalf);
+        var log = trainer.Train();
+        Assert.Equal(PreservationBudget.PsnrCeiling, Math.Min(log[0].PsnrOutsideMedian, PreservationBudget.PsnrCeiling));
+        for (int i = 1; i < log.Count; i++)
+        {
+            var window = log.Take(i).TakeLast(2).Select(e => Math.Min(e.PsnrOutsideMedian, PreservationBudget.PsnrCeiling)).Average();
+            Assert.Equal(Math.Clamp(log[i - 1].Lambda + 0.2 * (60 - window), 0, 100), log[i].Lambda, 9);
+        }
+        // Three images: the median is one of them and, once training has changed them unequally, not their mean.
+        Assert.Contains(log, e => Math.Abs(e.PsnrOutsideMedian - e.PsnrOutside) > 1e-6);
+        Assert.Contains("\"psnr_outside_median\":", File.ReadAllLines(Path.Combine(trainer.RunDir, FocusNFixTrainer.LogName))[1]);
+    }
+
+    [Fact]
+    public void TheStatisticIsReadFromTheConfigAndAnUnknownOneIsRefusedByName()
+    {
+        var path = Path.Combine(_tmp, "median.json");
+        var c = Config("read", 35);
+        File.WriteAllText(path, c.ToJson().Replace("\"statistic\": \"mean\"", "\"statistic\": \"median\""));
+        Assert.Equal(BudgetStatistic.Median, TrainingConfig.Load(path).Constraint.Budget!.Statistic);
+        File.WriteAllText(path, File.ReadAllText(path).Replace("\"statistic\": \"median\"", "\"statistic\": \"avg\""));
+        var e = Assert.Throws<InvalidInputException>(() => TrainingConfig.Load(path));
+        Assert.Contains("statistic", e.Message);
+    }
+
+    [Fact]
     public void ResumeRestoresLambdaAndEndsWithTheSameLora()
     {
         using (var full = new FocusNFixTrainer(Config("full", 45), reward: new RedReward(), heatmapOverride: TopHalf)) full.Train();
