@@ -1,13 +1,25 @@
 """Budget runs against the fixed-lambda front over several training seeds, with bootstrap 95% intervals.
 
-analyse_seeds.py DEFECT REPORT [REPORT...]
+analyse_seeds.py DEFECT REPORT [REPORT...] [--front SWEEP_REPORT]
 Reports of the same test prompts and seeds; a method 'pi35~s1' is run pi35 with training seed 1 (no suffix: seed 0).
-Every figure is the mean over training seeds of the per-seed figure (median PSNR outside the mask, defect rate).
+Runs named p<budget>... (pi35, pm35) are budget runs, l<lambda> fixed-lambda runs. The front is the l-runs' (redrawn
+with them), or with --front the focus-n-fix and draft points of an `fnf sweep` report (fixed: its own intervals are
+in that report, so the gap's interval here covers the budget runs only).
+Every figure is the mean over training seeds of the per-seed figure (median PSNR outside the mask, defect rate);
+with --front, like the sweep's points, the figure over all images of all seeds together.
 Intervals: 2000 bootstrap replicates that redraw the training seeds and, paired across methods, the test prompts.
 """
 import json, random, statistics, sys
 
-defect, paths = sys.argv[1], sys.argv[2:]
+args = sys.argv[1:]
+sweep = None
+if '--front' in args:
+    i = args.index('--front')
+    sweep = json.load(open(args[i + 1]))
+    del args[i:i + 2]
+defect, paths = args[0], args[1:]
+sweep_front = sorted((p['figures']['psnr_outside']['value'], 100 * p['figures'][f'oracle_{defect}']['value'])
+                     for p in sweep['points'] if p['method'] in ('focus-n-fix', 'draft')) if sweep else None
 data = {}  # (method, seed) -> {prompt_index: (psnr_outside or None, defect 0/1, all objects correct 0/1)}
 for path in paths:
     for im in json.load(open(path))['images']:
@@ -29,9 +41,19 @@ def per_seed(name, seed, idx):
     return (statistics.median(ps) if ps else None, 100 * sum(d[i][1] for i in idx) / len(idx), 100 * sum(d[i][2] for i in idx) / len(idx))
 
 
+def pooled(name, seed_draw, idx):
+    """The figures over every image of the drawn seeds together, as `fnf sweep` computes its points."""
+    rows = [data[(name, s)][i] for s in seed_draw for i in idx]
+    ps = [r[0] for r in rows if r[0] is not None]
+    return (statistics.median(ps), 100 * sum(r[1] for r in rows) / len(rows), 100 * sum(r[2] for r in rows) / len(rows))
+
+
 def figures(seed_draw, idx):
     out = {}
     for n in methods:
+        if sweep:
+            out[n] = pooled(n, seed_draw, idx)
+            continue
         rows = [per_seed(n, s, idx) for s in seed_draw]
         out[n] = tuple(statistics.mean(r[k] for r in rows) for k in range(3))
     out['base'] = (None,) + per_seed('base', 0, idx)[1:]
@@ -40,7 +62,7 @@ def figures(seed_draw, idx):
 
 def front_at(f, p):
     """The fixed-lambda front's defect rate at PSNR p: linear between its points, clamped at the ends."""
-    pts = sorted((f[n][0], f[n][1]) for n in methods if n.startswith('l'))
+    pts = sweep_front or sorted((f[n][0], f[n][1]) for n in methods if n.startswith('l'))
     if p <= pts[0][0]: return pts[0][1]
     for (p0, r0), (p1, r1) in zip(pts, pts[1:]):
         if p0 <= p <= p1: return r0 + (r1 - r0) * (p - p0) / (p1 - p0)
@@ -50,7 +72,7 @@ def front_at(f, p):
 def derived(f):
     d = {}
     for n in methods:
-        if n.startswith('pi'):
+        if n.startswith('p'):
             budget = float(n[2:4])
             d[n] = dict(off=f[n][0] - budget, gap=f[n][1] - front_at(f, f[n][0]))
     return d
@@ -76,7 +98,7 @@ def fmt(x, lohi, unit=''):
     return f'{x:.1f}{unit} [{lohi[0]:.1f}, {lohi[1]:.1f}]'
 
 
-print(f'{len(seeds)} training seeds {seeds}, {len(prompts)} test prompts; mean over seeds [95% bootstrap interval]\n')
+print(f"{len(seeds)} training seeds {seeds}, {len(prompts)} test prompts; {'all seeds pooled' if sweep else 'mean over seeds'} [95% bootstrap interval]\n")
 print(f'| run | test median PSNR outside | {defect} rate | every object correct | per seed: PSNR; {defect} |')
 print('|---|---:|---:|---:|---|')
 b = point['base']
