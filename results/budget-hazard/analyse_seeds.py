@@ -107,8 +107,8 @@ for n in sorted(methods, key=lambda n: (not n.startswith('l'), float(n[1:]) if n
     per = '; '.join(f'{per_seed(n, s, prompts)[0]:.1f} dB, {per_seed(n, s, prompts)[1]:.1f}%' for s in seeds)
     print(f"| {n} | {fmt(point[n][0], ci(r[0][n][0] for r in reps), ' dB')} | {fmt(point[n][1], ci(r[0][n][1] for r in reps), '%')} | "
           f"{fmt(point[n][2], ci(r[0][n][2] for r in reps), '%')} | {per} |")
-print(f"\n| budget | off the budget | {defect} rate | front's {defect} at that PSNR | gap to the front (points) |")
-print('|---:|---:|---:|---:|---:|')
+print(f"\n| run | budget | off the budget | {defect} rate | front's {defect} at that PSNR | gap to the front (points) |")
+print('|---|---:|---:|---:|---:|---:|')
 for n, d in point_d.items():
-    print(f"| {n[2:4]} dB | {fmt(d['off'], ci(r[1][n]['off'] for r in reps), ' dB')} | {point[n][1]:.1f}% | "
+    print(f"| {n} | {n[2:4]} dB | {fmt(d['off'], ci(r[1][n]['off'] for r in reps), ' dB')} | {point[n][1]:.1f}% | "
           f"{front_at(point, point[n][0]):.1f}% | {fmt(d['gap'], ci(r[1][n]['gap'] for r in reps))} |")
