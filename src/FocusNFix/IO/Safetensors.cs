@@ -120,18 +120,20 @@ public static class Safetensors
     }
 
     /// <summary>
-    /// Reads the tensors of a file (validated first) into existing tensors: <paramref name="destination"/> names the
-    /// tensor each entry goes into (null: skip it), which must have the entry's shape. A contiguous CPU destination of
-    /// the stored dtype is filled in place; any other (another device or dtype) gets a copy of the stored tensor.
+    /// Reads the tensors of a file (validated first) into existing tensors: <paramref name="destinations"/> gets the
+    /// header's entries before any data is read (it may refuse them by throwing) and returns, by name, the tensor each
+    /// entry goes into (entries it leaves out are skipped), which must have the entry's shape. A contiguous CPU
+    /// destination of the stored dtype is filled in place; any other (another device or dtype) gets a copy.
     /// </summary>
-    public static void ReadInto(string path, Func<SafetensorsEntry, Tensor?> destination)
+    public static void ReadInto(string path, Func<IReadOnlyList<SafetensorsEntry>, IReadOnlyDictionary<string, Tensor>> destinations)
     {
         using var fs = InputFile.OpenRead(path, "safetensors file");
         var (entries, _, dataStart) = ReadHeader(fs, path);
+        var targets = destinations(entries);
         using var _ = no_grad();
         foreach (var e in entries)
         {
-            if (destination(e) is not { } target) continue;
+            if (!targets.TryGetValue(e.Name, out var target)) continue;
             if (!target.shape.SequenceEqual(e.Shape))
                 throw Bad(path, $"tensor '{e.Name}' has shape [{string.Join(", ", e.Shape)}] but its destination has [{string.Join(", ", target.shape)}]");
             var (type, _) = DTypes[e.DType];

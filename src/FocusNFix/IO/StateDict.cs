@@ -52,7 +52,7 @@ public static class StateDict
     {
         // Straight into the module's own tensors: a second copy of the file would double the load's peak (3.2 GB for
         // an SD UNet) and leave that much freed heap behind, in which later allocations land wherever its holes are.
-        var target = Check(module, Safetensors.ReadHeader(path).Entries.ToDictionary(e => e.Name, e => e.Shape), path, ignore);
-        Safetensors.ReadInto(path, e => target.GetValueOrDefault(e.Name));
+        // The strict check runs on the header, before any weight is read, so a refused file changes nothing.
+        Safetensors.ReadInto(path, entries => Check(module, entries.ToDictionary(e => e.Name, e => e.Shape), path, ignore));
     }
 }
