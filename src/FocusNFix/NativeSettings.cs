@@ -53,6 +53,15 @@ namespace FocusNFix;
 /// (9504-9630 MiB; kernels changed in between too), and the 256 px forward's peak varies from process to process
 /// (135 to 490 MiB above the memory after the warm-up; +146 to +261 MiB once <see cref="IO.StateDict.LoadFile"/>
 /// stopped holding a second copy of the weights; see results/bench-sd/README.md).
+/// While a model's weights are allocated (<see cref="WeightMappings"/>, around <c>TextToImagePipeline.Load</c>) the
+/// threshold is 1 MiB instead, so each weight of 1 MiB or more gets a mapping of its own and the heap holds only
+/// small and transient blocks, as in a PyTorch process (glibc's dynamic threshold maps its weights). With the weights
+/// in the heap, a forward pass scattered its temporaries (oneDNN's weight reorders, activations) over the holes
+/// between 4 GB of weights, and every page it touched there stayed resident: the 256 px forward's peak rose 233-279
+/// MiB above the memory after the warm-up where the live blocks rose 121 MiB (traced with an LD_PRELOAD malloc
+/// counter). Measured 2026-12-03 (<c>fnf bench one --model sd15 --measure unet_forward_no_grad --size 256
+/// --repeats 2 --threads 2</c>, three alternating runs each): peak 4559, 4568, 4605 MiB with the weights in the heap,
+/// 4463, 4481, 4481 MiB in their own mappings; the peer (diffusers) 4547 MiB.
 /// A MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ in the environment is
 /// the user's choice and leaves both settings alone.
 /// </para>
@@ -123,6 +132,39 @@ public static class NativeSettings
         foreach (var (name, value) in Defaults) SetDefault(name, value);
         HookNnpackSwitch();
         SetMallocThreshold();
+    }
+
+    /// <summary>Weights of this size and larger get a mapping of their own inside <see cref="WeightMappings"/>.</summary>
+    public const int WeightMmapThresholdBytes = 1 << 20;
+
+    static readonly object _weightScopesLock = new();
+    static int _weightScopes;
+
+    /// <summary>
+    /// Lowers the malloc threshold to <see cref="WeightMmapThresholdBytes"/> until disposed (see the class remarks), so
+    /// the weights allocated meanwhile each get their own mapping. Nested and concurrent scopes restore the start-up
+    /// threshold when the last one ends. Does nothing where the thresholds are not this class's (the user's
+    /// environment, or no glibc).
+    /// </summary>
+    public static IDisposable WeightMappings()
+    {
+        if (_mmapThreshold != MallocSetting) return new WeightScope(false);
+        lock (_weightScopesLock)
+            if (_weightScopes++ == 0) MallOpt(MallocMmapThresholdParam, WeightMmapThresholdBytes);
+        return new WeightScope(true);
+    }
+
+    sealed class WeightScope(bool counted) : IDisposable
+    {
+        bool _open = counted;
+
+        public void Dispose()
+        {
+            if (!_open) return;
+            _open = false;
+            lock (_weightScopesLock)
+                if (--_weightScopes == 0) MallOpt(MallocMmapThresholdParam, MmapThresholdBytes);
+        }
     }
 
     static void SetMallocThreshold()

@@ -41,25 +41,32 @@ public sealed class TextToImagePipeline : IDisposable
         var pf = PipelineFolder.Open(folder);
         CheckFiles(pf);
         var tokenizer = ClipTokenizer.FromFolder(pf.Component("tokenizer"));
-        var textEncoder = ClipTextModel.FromPretrained(pf.Component("text_encoder"));
-        var unet = UNet2DConditionModel.FromPretrained(pf.Component("unet"));
-        AutoencoderKL? vae = pf.IsPixelSpace ? null : AutoencoderKL.FromPretrained(pf.Component("vae"));
         var schedulerConfigPath = Path.Combine(pf.Component("scheduler"), "scheduler_config.json");
         var schedulerConfig = JsonConfig.Load(schedulerConfigPath);
         var scheduler = SchedulerFactory.FromConfig(schedulerConfig);
-
-        int latentChannels = vae?.Config.LatentChannels ?? 3;
-        if (unet.Config.InChannels != latentChannels)
-            throw new InvalidInputException($"{pf.Component("unet")}: in_channels {unet.Config.InChannels} does not match " +
-                (vae != null ? $"the VAE's latent_channels {latentChannels}" : "the 3 image channels of a pixel-space pipeline"));
-        if (unet.Config.CrossAttentionDim != textEncoder.Config.HiddenSize)
-            throw new InvalidInputException($"{pf.Component("unet")}: cross_attention_dim {unet.Config.CrossAttentionDim} does not match the text encoder's hidden_size {textEncoder.Config.HiddenSize}");
-
-        foreach (var m in new nn.Module?[] { textEncoder, unet, vae })
+        ClipTextModel textEncoder;
+        UNet2DConditionModel unet;
+        AutoencoderKL? vae;
+        // Weights in mappings of their own keep the heap for the forward passes' temporaries (NativeSettings).
+        using (NativeSettings.WeightMappings())
         {
-            if (m == null) continue;
-            m.to(device, dtype);
-            m.eval();
+            textEncoder = ClipTextModel.FromPretrained(pf.Component("text_encoder"));
+            unet = UNet2DConditionModel.FromPretrained(pf.Component("unet"));
+            vae = pf.IsPixelSpace ? null : AutoencoderKL.FromPretrained(pf.Component("vae"));
+            int latentChannels = vae?.Config.LatentChannels ?? 3;
+            if (unet.Config.InChannels != latentChannels)
+                throw new InvalidInputException($"{pf.Component("unet")}: in_channels {unet.Config.InChannels} does not match " +
+                    (vae != null ? $"the VAE's latent_channels {latentChannels}" : "the 3 image channels of a pixel-space pipeline"));
+            if (unet.Config.CrossAttentionDim != textEncoder.Config.HiddenSize)
+                throw new InvalidInputException($"{pf.Component("unet")}: cross_attention_dim {unet.Config.CrossAttentionDim} does not match the text encoder's hidden_size {textEncoder.Config.HiddenSize}");
+
+            // A conversion to another dtype allocates the weights again: inside the scope too.
+            foreach (var m in new nn.Module?[] { textEncoder, unet, vae })
+            {
+                if (m == null) continue;
+                m.to(device, dtype);
+                m.eval();
+            }
         }
         return new TextToImagePipeline(pf, tokenizer, textEncoder, unet, vae, schedulerConfig, scheduler, device, dtype);
     }
