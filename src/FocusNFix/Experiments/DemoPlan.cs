@@ -155,6 +155,13 @@ public sealed class DemoPlan
     public const string PromptsFile = "prompts.json";
 
     public string BaseModel => Path.Combine(Models, "base");
+
+    /// <summary>
+    /// The base model's recommended sampling (<c>_focusnfix_sampling</c> in its model_index.json), with which every
+    /// method trains and is evaluated: the bundle's sampling moves the demo and the sweep with it. Written into each
+    /// run's config as numbers, so a run records what it used.
+    /// </summary>
+    public (int Steps, double GuidanceScale) BaseSampling => PipelineFolder.Open(BaseModel).ResolveSampling(null, null);
     public string RewardModel => Path.Combine(Models, $"reward-{Defect}");
     public string OtherRewardModel => Path.Combine(Models, Defect == "hazard" ? "reward-glitch" : "reward-hazard");
     string OtherDefect => Defect == "hazard" ? "glitch" : "hazard";
@@ -167,6 +174,7 @@ public sealed class DemoPlan
     {
         var settings = Trained.FirstOrDefault(m => m.Name == method) ?? Trained.First(m => m.Name == "focus-n-fix") with { Name = method };
         bool refl = method == "refl";
+        var sampling = BaseSampling;
         return new()
         {
             Model = BaseModel,
@@ -176,7 +184,7 @@ public sealed class DemoPlan
             Device = Device,
             Dtype = Dtype,
             Prompts = new PromptConfig { WorldSplit = "train", Limit = 64, SeedsPerPrompt = PoolSeedsPerPrompt, OnlyProblematic = Glitch },
-            Sampling = new SamplingConfig { Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance },
+            Sampling = new SamplingConfig { Steps = sampling.Steps, GuidanceScale = sampling.GuidanceScale },
             Draft = new DraftConfig { Mode = refl ? "refl" : "draft-k", K = 2, Checkpointing = true },
             Lora = new LoraSection { Rank = 8, Alpha = 8 },
             Rewards = new List<RewardSpec> { new() { Type = "region-reward-model", Path = RewardModel, Weight = 1.0 } },
@@ -242,7 +250,7 @@ public sealed class DemoPlan
         var setup = new EvalSetup
         {
             Prompts = prompts, Seeds = Enumerable.Range(0, EvalSeeds).Select(i => 1000L + i).ToList(), Loras = loras, Variants = variants,
-            Steps = BaseModelRecipe.DefaultSteps, GuidanceScale = BaseModelRecipe.DefaultGuidance,
+            Steps = BaseSampling.Steps, GuidanceScale = BaseSampling.GuidanceScale,
             Target = target, TargetName = $"reward_{Defect}",
             Others = new Dictionary<string, ImageScorer>
             {

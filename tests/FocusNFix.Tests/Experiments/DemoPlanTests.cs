@@ -34,7 +34,34 @@ public class DemoPlanTests
         Assert.Equal(draft, Comparable("focus-n-fix").ToJsonString());
         // Sampled with the base model's recommended sampling, so I0 is what a user of the model sees.
         var sampling = plan.TrainingConfig("draft").Sampling;
-        Assert.Equal((BaseModelRecipe.DefaultSteps, BaseModelRecipe.DefaultGuidance), (sampling.Steps, sampling.GuidanceScale));
+        var recommended = FocusNFix.Pipelines.PipelineFolder.Open(plan.BaseModel).RecommendedSampling;
+        Assert.Equal((recommended.Steps, recommended.GuidanceScale), (sampling.Steps, sampling.GuidanceScale));
+    }
+
+    [Fact]
+    public void EveryMethodTrainsWithTheSamplingTheBaseModelsIndexRecommends()
+    {
+        // A bundle whose model_index.json recommends 20 steps at guidance 1.5; every other file is the real bundle's.
+        var models = Directory.CreateTempSubdirectory("fnf-demo-plan-").FullName;
+        try
+        {
+            foreach (var entry in Directory.EnumerateFileSystemEntries(Models).Where(e => Path.GetFileName(e) != "base"))
+                if (Directory.Exists(entry)) Directory.CreateSymbolicLink(Path.Combine(models, Path.GetFileName(entry)), entry);
+                else File.Copy(entry, Path.Combine(models, Path.GetFileName(entry)));
+            var baseDir = Directory.CreateDirectory(Path.Combine(models, "base")).FullName;
+            foreach (var entry in Directory.EnumerateFileSystemEntries(Path.Combine(Models, "base")).Where(e => Path.GetFileName(e) != "model_index.json"))
+                if (Directory.Exists(entry)) Directory.CreateSymbolicLink(Path.Combine(baseDir, Path.GetFileName(entry)), entry);
+                else File.Copy(entry, Path.Combine(baseDir, Path.GetFileName(entry)));
+            var index = JsonNode.Parse(File.ReadAllText(Path.Combine(Models, "base", "model_index.json")))!.AsObject();
+            index["_focusnfix_sampling"] = new JsonObject { ["steps"] = 20, ["guidance_scale"] = 1.5 };
+            File.WriteAllText(Path.Combine(baseDir, "model_index.json"), index.ToJsonString());
+
+            var plan = new DemoPlan(models, "/tmp/demo-plan-test", "rot", null, 1);
+            Assert.Equal((20, 1.5), plan.BaseSampling);
+            Assert.All(plan.Methods, m => Assert.Equal((20, (double?)1.5), (plan.TrainingConfig(m).Sampling.Steps, plan.TrainingConfig(m).Sampling.GuidanceScale)));
+            Assert.NotEqual((BaseModelRecipe.DefaultSteps, BaseModelRecipe.DefaultGuidance), plan.BaseSampling);
+        }
+        finally { Directory.Delete(models, recursive: true); }
     }
 
     [Fact]
