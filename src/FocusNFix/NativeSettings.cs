@@ -61,7 +61,10 @@ namespace FocusNFix;
 /// MiB above the memory after the warm-up where the live blocks rose 121 MiB (traced with an LD_PRELOAD malloc
 /// counter). Measured 2026-12-03 (<c>fnf bench one --model sd15 --measure unet_forward_no_grad --size 256
 /// --repeats 2 --threads 2</c>, three alternating runs each): peak 4559, 4568, 4605 MiB with the weights in the heap,
-/// 4463, 4481, 4481 MiB in their own mappings; the peer (diffusers) 4547 MiB.
+/// 4463, 4481, 4481 MiB in their own mappings; the peer (diffusers) 4547 MiB. glibc applies the threshold only when
+/// it must grow the heap: a weight that fits a free block of the heap still goes there. So the first load of a
+/// fresh process (fnf's commands) gets every weight mapped; a long-lived process that has freed big blocks before may
+/// get some of them in the heap again (the test suite's process does).
 /// A MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ in the environment is
 /// the user's choice and leaves both settings alone.
 /// </para>
@@ -140,6 +143,9 @@ public static class NativeSettings
     static readonly object _weightScopesLock = new();
     static int _weightScopes;
 
+    /// <summary>The mmap threshold this class last set with mallopt, in bytes; null where it sets none (see <see cref="WeightMappings"/>).</summary>
+    public static int? MmapThresholdSet { get; private set; }
+
     /// <summary>
     /// Lowers the malloc threshold to <see cref="WeightMmapThresholdBytes"/> until disposed (see the class remarks), so
     /// the weights allocated meanwhile each get their own mapping. Nested and concurrent scopes restore the start-up
@@ -150,7 +156,7 @@ public static class NativeSettings
     {
         if (_mmapThreshold != MallocSetting) return new WeightScope(false);
         lock (_weightScopesLock)
-            if (_weightScopes++ == 0) MallOpt(MallocMmapThresholdParam, WeightMmapThresholdBytes);
+            if (_weightScopes++ == 0 && MallOpt(MallocMmapThresholdParam, WeightMmapThresholdBytes) == 1) MmapThresholdSet = WeightMmapThresholdBytes;
         return new WeightScope(true);
     }
 
@@ -163,7 +169,7 @@ public static class NativeSettings
             if (!_open) return;
             _open = false;
             lock (_weightScopesLock)
-                if (--_weightScopes == 0) MallOpt(MallocMmapThresholdParam, MmapThresholdBytes);
+                if (--_weightScopes == 0 && MallOpt(MallocMmapThresholdParam, MmapThresholdBytes) == 1) MmapThresholdSet = MmapThresholdBytes;
         }
     }
 
@@ -176,6 +182,7 @@ public static class NativeSettings
         try
         {
             bool mmapSet = MallOpt(MallocMmapThresholdParam, MmapThresholdBytes) == 1, trimSet = MallOpt(MallocTrimThresholdParam, TrimThresholdBytes) == 1;
+            if (mmapSet) MmapThresholdSet = MmapThresholdBytes;
             _mmapThreshold = (mmapSet, trimSet) switch
             {
                 (true, true) => MallocSetting,

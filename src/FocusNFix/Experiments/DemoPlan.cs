@@ -247,10 +247,11 @@ public sealed class DemoPlan
         judge.to(pipe.Device);
         var prompts = PromptSplits.Prompts(world.Spec, split);
         if (promptLimit is int limit) prompts = prompts.Take(limit).ToList();
+        var sampling = BaseSampling;
         var setup = new EvalSetup
         {
             Prompts = prompts, Seeds = Enumerable.Range(0, EvalSeeds).Select(i => 1000L + i).ToList(), Loras = loras, Variants = variants,
-            Steps = BaseSampling.Steps, GuidanceScale = BaseSampling.GuidanceScale,
+            Steps = sampling.Steps, GuidanceScale = sampling.GuidanceScale,
             Target = target, TargetName = $"reward_{Defect}",
             Others = new Dictionary<string, ImageScorer>
             {
