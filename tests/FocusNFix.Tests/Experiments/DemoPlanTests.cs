@@ -45,13 +45,16 @@ public class DemoPlanTests
         var models = Directory.CreateTempSubdirectory("fnf-demo-plan-").FullName;
         try
         {
-            foreach (var entry in Directory.EnumerateFileSystemEntries(Models).Where(e => Path.GetFileName(e) != "base"))
-                if (Directory.Exists(entry)) Directory.CreateSymbolicLink(Path.Combine(models, Path.GetFileName(entry)), entry);
-                else File.Copy(entry, Path.Combine(models, Path.GetFileName(entry)));
+            // Folders are linked, files copied: every entry of `from` but `except` appears in `to`.
+            static void Mirror(string from, string to, string except)
+            {
+                foreach (var entry in Directory.EnumerateFileSystemEntries(from).Where(e => Path.GetFileName(e) != except))
+                    if (Directory.Exists(entry)) Directory.CreateSymbolicLink(Path.Combine(to, Path.GetFileName(entry)), entry);
+                    else File.Copy(entry, Path.Combine(to, Path.GetFileName(entry)));
+            }
+            Mirror(Models, models, except: "base");
             var baseDir = Directory.CreateDirectory(Path.Combine(models, "base")).FullName;
-            foreach (var entry in Directory.EnumerateFileSystemEntries(Path.Combine(Models, "base")).Where(e => Path.GetFileName(e) != "model_index.json"))
-                if (Directory.Exists(entry)) Directory.CreateSymbolicLink(Path.Combine(baseDir, Path.GetFileName(entry)), entry);
-                else File.Copy(entry, Path.Combine(baseDir, Path.GetFileName(entry)));
+            Mirror(Path.Combine(Models, "base"), baseDir, except: "model_index.json");
             var index = JsonNode.Parse(File.ReadAllText(Path.Combine(Models, "base", "model_index.json")))!.AsObject();
             index["_focusnfix_sampling"] = new JsonObject { ["steps"] = 20, ["guidance_scale"] = 1.5 };
             File.WriteAllText(Path.Combine(baseDir, "model_index.json"), index.ToJsonString());
