@@ -115,18 +115,26 @@ public static class Progress
         });
     }
 
-    /// <summary>Plain progress lines: one per tenth of the work and one at the end.</summary>
-    static Action<int, int, string?> PlainLines(string description)
+    /// <summary>
+    /// Plain progress lines: one per tenth of the work and one at the end. Work that counts again from the start (a
+    /// sweep's evaluation reports each setting's images from 0) restarts the clock, so the time and rate on a line are
+    /// those of the pass it counts, not of everything before it.
+    /// </summary>
+    public static Action<int, int, string?> PlainLines(string description, TextWriter? output = null, Func<DateTime>? clock = null)
     {
-        int lastPercent = -1;
-        var started = DateTime.UtcNow;
+        output ??= Console.Out;
+        clock ??= () => DateTime.UtcNow;
+        int lastPercent = -1, lastDone = -1;
+        var started = clock();
         return (done, total, status) =>
         {
+            if (done < lastDone) { started = clock(); lastPercent = -1; }
+            lastDone = done;
             int percent = total == 0 ? 100 : done * 100 / total;
             if (percent / 10 != lastPercent / 10 || done == total)
             {
-                double seconds = (DateTime.UtcNow - started).TotalSeconds;
-                Console.WriteLine($"{description}: {done}/{total} ({percent}%, {seconds:F1}s, {Rate(done, seconds)}){(status != null ? ", " + status : "")}");
+                double seconds = (clock() - started).TotalSeconds;
+                output.WriteLine($"{description}: {done}/{total} ({percent}%, {seconds:F1}s, {Rate(done, seconds)}){(status != null ? ", " + status : "")}");
                 lastPercent = percent;
             }
         };

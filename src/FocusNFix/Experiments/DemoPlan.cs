@@ -96,10 +96,11 @@ public sealed class DemoPlan
     public const int RotTestPrompts = 32;
 
     /// <summary>
-    /// Rot: the settings the rot sweep chose on the val prompts (results/rot-val, `fnf sweep --defect rot`; 60
-    /// training steps, 3 training seeds): focus-n-fix lambda 1, global lambda 0.3, ReFL at lambda 1, all at lr 2e-3;
-    /// SLD's "max" preset and the negative prompt at guidance 1.5. The demo trains fewer steps than the sweep (see
-    /// <see cref="RotSteps"/>) and one training seed, to fit its time budget.
+    /// Rot: the settings the rot sweep chose on the val prompts under the base model's recommended sampling (20 DDIM
+    /// steps at guidance 1.5; results/rot-val-s20, `fnf sweep`, 60 training steps, 3 training seeds): focus-n-fix
+    /// lambda 0.3, global lambda 0.3, ReFL at lambda 1, all at lr 2e-3; SLD's "max" preset and the negative prompt at
+    /// the base model's guidance 1.5. The demo trains fewer steps than the sweep (see <see cref="RotSteps"/>) and one
+    /// training seed, to fit its time budget.
     /// Hazard: lambda 1 for every method (chosen on the test prompts before the sweep existed: hazard rate -93% at
     /// 40.5 dB outside the mask; lambda 3 gave -61% at 47 dB, short of the -70% target). Glitches sit in ~15% of the
     /// pool's originals, so with the whole pool most batches carry no reward signal: the glitch task trains on the
@@ -108,7 +109,7 @@ public sealed class DemoPlan
     /// </summary>
     static IReadOnlyList<DemoMethod> TrainedFor(string defect) => defect switch
     {
-        "rot" => new DemoMethod[] { new("draft", 0, 2e-3), new("global", 0.3, 2e-3), new("focus-n-fix", 1, 2e-3), new("refl", 1, 2e-3) },
+        "rot" => new DemoMethod[] { new("draft", 0, 2e-3), new("global", 0.3, 2e-3), new("focus-n-fix", 0.3, 2e-3), new("refl", 1, 2e-3) },
         "glitch" => new DemoMethod[] { new("draft", 0.3, 4e-3), new("global", 0.3, 4e-3), new("focus-n-fix", 0.3, 4e-3) },
         _ => new DemoMethod[] { new("draft", 1, 2e-3), new("global", 1, 2e-3), new("focus-n-fix", 1, 2e-3) },
     };
@@ -116,8 +117,8 @@ public sealed class DemoPlan
     /// <summary>Training steps of the rot demo: the sweep's 60 steps for four methods do not fit the demo's 10 minutes on 2 cores.</summary>
     public const int RotSteps = 30;
     public const string RotConcept = "rot";
-    static readonly SweepSetting RotSld = new(SweepSetting.SldMethod, SldPreset: "max", GuidanceScale: 2);
-    static readonly SweepSetting RotNegativePrompt = new(SweepSetting.NegativePromptMethod, GuidanceScale: 1.5);
+    public static readonly SweepSetting RotSld = new(SweepSetting.SldMethod, SldPreset: "max", GuidanceScale: 1.5);
+    public static readonly SweepSetting RotNegativePrompt = new(SweepSetting.NegativePromptMethod, GuidanceScale: 1.5);
 
     /// <summary>
     /// The order in which parallel jobs start the methods: first one method per originals cache (each builds its cache

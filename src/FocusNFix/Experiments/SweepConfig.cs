@@ -84,8 +84,9 @@ public sealed class SweepConfig
     /// <summary>
     /// The grid <c>fnf sweep</c> runs without --config: lambda {0.3, 1, 3} for Focus-N-Fix and the global constraint,
     /// DRaFT, and Focus-N-Fix with ReFL's window at lambda 1, all at the demo's learning rate for the defect, with
-    /// three training seeds; SLD (its four presets) and negative prompting (guidance 1.5, 2, 3) with the defect's
-    /// phrase from the bundled world.json; evaluated on the val prompts.
+    /// three training seeds; SLD (its four presets, at the bundled base model's recommended guidance 1.5: more guidance
+    /// alone raises the defect rates and erases objects, results/base-sampling-val) and negative prompting (guidance
+    /// 1.5, 2, 3) with the defect's phrase from the bundled world.json; evaluated on the val prompts.
     /// </summary>
     public static SweepConfig Default(string defect, string models = WorldFolder.Bundled)
     {
@@ -98,7 +99,7 @@ public sealed class SweepConfig
             Draft = new TrainedGrid { LearningRates = new() { lr } },
             Refl = new TrainedGrid { Lambdas = new() { 1 }, LearningRates = new() { lr } },
             Concept = WorldPhrase(defect, models),
-            Sld = new SldGrid { Presets = new() { "weak", "medium", "strong", "max" }, GuidanceScale = 2.0 },
+            Sld = new SldGrid { Presets = new() { "weak", "medium", "strong", "max" }, GuidanceScale = 1.5 },
             NegativePrompt = new NegativePromptGrid { GuidanceScales = new() { 1.5, 2, 3 } },
         };
     }

@@ -41,7 +41,7 @@ public class DemoPlanTests
     [Fact]
     public void EveryMethodTrainsWithTheSamplingTheBaseModelsIndexRecommends()
     {
-        // A bundle whose model_index.json recommends 20 steps at guidance 1.5; every other file is the real bundle's.
+        // A bundle whose model_index.json recommends 30 steps at guidance 1.25 (neither the real bundle's nor the recipe's); every other file is the real bundle's.
         var models = Directory.CreateTempSubdirectory("fnf-demo-plan-").FullName;
         try
         {
@@ -56,12 +56,12 @@ public class DemoPlanTests
             var baseDir = Directory.CreateDirectory(Path.Combine(models, "base")).FullName;
             Mirror(Path.Combine(Models, "base"), baseDir, except: "model_index.json");
             var index = JsonNode.Parse(File.ReadAllText(Path.Combine(Models, "base", "model_index.json")))!.AsObject();
-            index["_focusnfix_sampling"] = new JsonObject { ["steps"] = 20, ["guidance_scale"] = 1.5 };
+            index["_focusnfix_sampling"] = new JsonObject { ["steps"] = 30, ["guidance_scale"] = 1.25 };
             File.WriteAllText(Path.Combine(baseDir, "model_index.json"), index.ToJsonString());
 
             var plan = new DemoPlan(models, "/tmp/demo-plan-test", "rot", null, 1);
-            Assert.Equal((20, 1.5), plan.BaseSampling);
-            Assert.All(plan.Methods, m => Assert.Equal((20, (double?)1.5), (plan.TrainingConfig(m).Sampling.Steps, plan.TrainingConfig(m).Sampling.GuidanceScale)));
+            Assert.Equal((30, 1.25), plan.BaseSampling);
+            Assert.All(plan.Methods, m => Assert.Equal((30, (double?)1.25), (plan.TrainingConfig(m).Sampling.Steps, plan.TrainingConfig(m).Sampling.GuidanceScale)));
             Assert.NotEqual((BaseModelRecipe.DefaultSteps, BaseModelRecipe.DefaultGuidance), plan.BaseSampling);
         }
         finally { Directory.Delete(models, recursive: true); }
@@ -75,7 +75,7 @@ public class DemoPlanTests
         Assert.Equal(new[] { "draft", "global", "focus-n-fix", "refl" }, plan.Methods);
         var cfgs = plan.Methods.ToDictionary(m => m, plan.TrainingConfig);
         foreach (var (m, c) in cfgs) c.Validate(m);
-        Assert.Equal(new[] { 0, 0.3, 1, 1 }, plan.Methods.Select(m => cfgs[m].Constraint.Lambda));
+        Assert.Equal(new[] { 0, 0.3, 0.3, 1 }, plan.Methods.Select(m => cfgs[m].Constraint.Lambda));
         Assert.All(cfgs.Values, c => Assert.Equal(2e-3, c.Optimizer.LearningRate));
         Assert.Equal(("focus-n-fix", "refl"), (cfgs["refl"].Objective, cfgs["refl"].Draft.Mode));
         Assert.Equal("draft-k", cfgs["focus-n-fix"].Draft.Mode);
@@ -84,11 +84,32 @@ public class DemoPlanTests
         Assert.All(new[] { "draft", "global", "focus-n-fix" }, m => Assert.Equal(plan.CacheDir, cfgs[m].Train.CacheDir));
         Assert.Equal(new[] { "sld", "negative-prompt" }, plan.SamplingBaselines.Select(v => v.Method));
         var sld = plan.SamplingBaselines[0];
-        Assert.Equal(("rot", FocusNFix.Pipelines.SldSettings.Max, 2.0), (sld.Sld!.Concept, sld.Sld.Settings, sld.GuidanceScale));
+        Assert.Equal(("rot", FocusNFix.Pipelines.SldSettings.Max, 1.5), (sld.Sld!.Concept, sld.Sld.Settings, sld.GuidanceScale));
         var neg = plan.SamplingBaselines[1];
         Assert.Equal(("rot", 1.5, (FocusNFix.Pipelines.SldOptions?)null), (neg.NegativePrompt, neg.GuidanceScale, neg.Sld));
         Assert.Empty(new DemoPlan(Models, "/tmp/demo-plan-test", "hazard", null, 1).SamplingBaselines);
         Assert.Equal(DemoPlan.DefaultSteps, new DemoPlan(Models, "/tmp/demo-plan-test", "hazard", null, 1).Steps);
+    }
+
+    [Fact]
+    public void TheRotDemoRunsWhatTheValSweepUnderTheBundlesSamplingChose()
+    {
+        // results/rot-val-s20 holds the val sweep the demo's settings come from: its chosen settings and the sampling
+        // its runs trained with must be the demo's, so a change of either side (a new sweep, a new bundle) shows here.
+        var dir = Path.Combine(Golden.Root, "results", "rot-val-s20");
+        var chosen = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "sweep-report.json")))!["chosen"]!.AsObject()
+            .ToDictionary(p => p.Key, p => (string)p.Value!);
+        var plan = new DemoPlan(Models, "/tmp/demo-plan-test", "rot", null, 1);
+        foreach (var m in plan.Trained)
+            Assert.Equal(chosen[m.Name], new SweepSetting(m.Name, m.Name == "draft" ? null : m.Lambda, m.LearningRate).Id);
+        Assert.Equal(chosen[SweepSetting.SldMethod], DemoPlan.RotSld.Id);
+        Assert.Equal(chosen[SweepSetting.NegativePromptMethod], DemoPlan.RotNegativePrompt.Id);
+        Assert.Equal(plan.BaseSampling.GuidanceScale, DemoPlan.RotSld.GuidanceScale);
+        foreach (var run in Directory.EnumerateDirectories(Path.Combine(dir, "runs")))
+        {
+            var sampling = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!["sampling"]!;
+            Assert.Equal(plan.BaseSampling, ((int)sampling["steps"]!, (double)sampling["guidance_scale"]!));
+        }
     }
 
     [Fact]
