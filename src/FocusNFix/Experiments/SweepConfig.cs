@@ -19,8 +19,8 @@ public sealed class SldGrid
 {
     public List<string> Presets { get; set; } = new();
     public List<double> Scales { get; set; } = new();
-    /// <summary>Classifier-free guidance scale SLD runs with (SLD needs guidance above 1).</summary>
-    public double GuidanceScale { get; set; } = 2.0;
+    /// <summary>Classifier-free guidance scale SLD runs with (SLD needs guidance above 1); default the bundled base model's 1.5.</summary>
+    public double GuidanceScale { get; set; } = 1.5;
 }
 
 /// <summary>Negative prompting with the defect's phrase, at each classifier-free guidance scale listed (each above 1).</summary>
