@@ -161,6 +161,10 @@ public sealed class EvaluationResult
     public List<PictureRow> Rows { get; set; } = new();
     /// <summary>How the picture rows were chosen, as one sentence for the report ("" when not recorded).</summary>
     public string PictureRowRule { get; set; } = "";
+    /// <summary>The few figures the report opens with (the defect rate, alignment, preservation), in order; empty: no summary table.</summary>
+    public List<string> HeadlineMetrics { get; set; } = new();
+    /// <summary>What the evaluation shows, in a few plain sentences (markdown), for the top of the report; "" when none.</summary>
+    public string Verdict { get; set; } = "";
 
     /// <summary>Aggregates one method's images (see <see cref="MethodSummary"/> for the rules).</summary>
     public static MethodSummary Summarise(string method, IEnumerable<ImageRecord> images)
@@ -257,6 +261,8 @@ public sealed class EvaluationResult
         Seeds ??= new();
         Notes ??= new();
         PictureRowRule ??= "";
+        HeadlineMetrics = (HeadlineMetrics ?? new()).Where(m => m is not null).ToList();
+        Verdict ??= "";
         Images = (Images ?? new()).Where(i => i is not null).ToList();
         foreach (var i in Images) { i.Prompt ??= ""; i.Method ??= ""; i.ImagePath ??= ""; i.Metrics ??= new(); }
         Summaries = (Summaries ?? new()).Where(s => s is not null).ToList();

@@ -22,6 +22,7 @@ public static class ReportHtml
         table.metrics th { background: #f6f8fa; }
         table.metrics td.num { text-align: right; }
         table.metrics .target { background: #fff8c5; }
+        blockquote.verdict { border-left: 4px solid #0969da; background: #f6f8fa; margin: 12px 0; padding: 4px 16px; }
         .better { color: #1a7f37; } .worse { color: #cf222e; }
         .note { color: #59636e; font-size: 0.9em; }
         .plots { display: flex; flex-wrap: wrap; gap: 12px; }
@@ -62,7 +63,11 @@ public static class ReportHtml
         if (r.TargetMetric is not null) sb.Append(" · target: <code>").Append(E(r.TargetMetric)).Append("</code>");
         sb.Append("</p>\n");
 
+        AppendVerdictAndSummary(sb, r);
+        bool onDemand = ReportWriter.HeadlineColumns(r).Count > 0;
+        if (onDemand) sb.Append("<details>\n<summary>Every figure of every method</summary>\n");
         AppendMetrics(sb, r);
+        if (onDemand) sb.Append("</details>\n");
         AppendGlossary(sb, r);
         AppendMonitor(sb, r);
         AppendPlots(sb, plots);
@@ -71,6 +76,39 @@ public static class ReportHtml
         AppendNotes(sb, r);
         sb.Append("</body>\n</html>\n");
         return sb.ToString();
+    }
+
+    /// <summary>The verdict (markdown paragraphs shown as plain text, `code` kept) and the narrow table of the headline figures.</summary>
+    static void AppendVerdictAndSummary(StringBuilder sb, EvaluationResult r)
+    {
+        if (r.Verdict.Length > 0)
+        {
+            sb.Append("<blockquote class=\"verdict\">\n");
+            foreach (var para in r.Verdict.Split("\n\n", StringSplitOptions.RemoveEmptyEntries))
+                sb.Append("<p>").Append(InlineMarkdown(para)).Append("</p>\n");
+            sb.Append("</blockquote>\n");
+        }
+        var columns = ReportWriter.HeadlineColumns(r);
+        if (columns.Count == 0) return;
+        sb.Append("<h2>Summary</h2>\n<table class=\"metrics\">\n<tr><th>method</th>");
+        foreach (var c in columns) sb.Append("<th>").Append(E(c)).Append(' ').Append(FigureGlossary.Describe(c).Arrow).Append("</th>");
+        sb.Append("</tr>\n");
+        foreach (var s in ReportWriter.OrderedSummaries(r))
+        {
+            sb.Append("<tr><td>").Append(E(s.Method)).Append("</td>");
+            foreach (var c in columns)
+                sb.Append("<td class=\"num\">").Append(E(s.Aggregates.TryGetValue(c, out var v) ? ReportWriter.FormatHeadline(c, v) : ReportWriter.Missing)).Append("</td>");
+            sb.Append("</tr>\n");
+        }
+        sb.Append("</table>\n");
+    }
+
+    /// <summary>HTML-escaped text with markdown's **bold** and `code` spans rendered; nothing else is interpreted.</summary>
+    internal static string InlineMarkdown(string text)
+    {
+        var escaped = E(text);
+        escaped = System.Text.RegularExpressions.Regex.Replace(escaped, @"\*\*(.+?)\*\*", "<b>$1</b>");
+        return System.Text.RegularExpressions.Regex.Replace(escaped, "`([^`]+)`", "<code>$1</code>");
     }
 
     static void AppendMetrics(StringBuilder sb, EvaluationResult r)

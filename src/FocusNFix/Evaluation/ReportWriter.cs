@@ -87,6 +87,45 @@ public static class ReportWriter
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The headline figures (<see cref="EvaluationResult.HeadlineMetrics"/>) as a narrow table, one row per method, each
+    /// header with its better direction; null when none is set or none has a value.
+    /// </summary>
+    public static string? MarkdownHeadlineTable(EvaluationResult r)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        var columns = HeadlineColumns(r);
+        if (columns.Count == 0) return null;
+        var sb = new StringBuilder("| method |");
+        foreach (var c in columns) sb.Append(' ').Append(MdCell(c + " " + FigureGlossary.Describe(c).Arrow)).Append(" |");
+        sb.Append("\n| --- |");
+        foreach (var _ in columns) sb.Append(" ---: |");
+        sb.Append('\n');
+        foreach (var s in OrderedSummaries(r))
+        {
+            sb.Append("| ").Append(MdCell(s.Method)).Append(" |");
+            foreach (var c in columns) sb.Append(' ').Append(s.Aggregates.TryGetValue(c, out var v) ? FormatHeadline(c, v) : Missing).Append(" |");
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A figure as the summary table and a verdict show it: rates in %, PSNR in dB, shares to 3 decimals.</summary>
+    public static string FormatHeadline(string figure, double v)
+    {
+        if (!double.IsFinite(v)) return Format(v);
+        return FigureGlossary.Describe(figure).Unit switch
+        {
+            "rate" => (100 * v).ToString("0.0", CultureInfo.InvariantCulture) + "%",
+            "dB" => v.ToString("0.0", CultureInfo.InvariantCulture) + " dB",
+            "share" => v.ToString("0.000", CultureInfo.InvariantCulture),
+            _ => Format(v),
+        };
+    }
+
+    internal static List<string> HeadlineColumns(EvaluationResult r) =>
+        r.HeadlineMetrics.Distinct().Where(m => r.Summaries.Any(s => s.Aggregates.ContainsKey(m))).ToList();
+
     static string Markdown(EvaluationResult r, IReadOnlyList<PlotFile> plots)
     {
         var sb = new StringBuilder();
@@ -95,6 +134,10 @@ public static class ReportWriter
         sb.Append("Methods: ").Append(string.Join(", ", r.AllMethods())).Append("  \n");
         sb.Append(r.Prompts.Count).Append(" prompt(s) × ").Append(r.Seeds.Count).Append(" seed(s)");
         if (r.TargetMetric is not null) sb.Append("; target metric: `").Append(r.TargetMetric).Append('`');
+        if (r.Verdict.Length > 0)
+            sb.Append("\n\n").Append(string.Join('\n', r.Verdict.Split('\n').Select(line => line.Length > 0 ? "> " + line : ">")));
+        if (MarkdownHeadlineTable(r) is { } headline)
+            sb.Append("\n\n## Summary\n\n").Append(headline).Append("\nEvery figure of every method: the next section.");
         sb.Append("\n\n## Metrics\n\n").Append(MarkdownTable(r)).Append('\n').Append(AggregationNote(r)).Append("\n\n");
         var delta = MarkdownDeltaTable(r);
         if (delta is not null)

@@ -158,6 +158,9 @@ public sealed class DemoRun
         foreach (var (k, v) in RunEnvironment.Describe()) result.Notes["version " + k] = v;
         foreach (var method in Plan.Methods) result.Notes["recipe " + method] = Recipe(Plan.TrainingConfig(method));
         foreach (var v in Plan.SamplingBaselines) result.Notes["recipe " + v.Method] = Recipe(v);
+        if (result.Summaries.Count == 0) result.ComputeSummaries();
+        result.HeadlineMetrics = DemoVerdict.HeadlineMetrics(Plan.Defect);
+        result.Verdict = DemoVerdict.Compose(result, Plan.Defect, Plan.Trained);
         ReportWriter.Write(result, Plan.OutDir);
         return result;
     }

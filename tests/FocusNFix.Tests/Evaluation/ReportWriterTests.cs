@@ -119,6 +119,48 @@ public sealed class ReportWriterTests : IDisposable
     }
 
     [Fact]
+    public void HeadlineFiguresOpenTheReportAsANarrowTableAfterTheVerdictAndTheFullTableStaysOnDemand()
+    {
+        var r = Synthetic(_dir, pictures: false);
+        r.HeadlineMetrics = new() { MetricNames.PsnrOutside, "reward/hazard", "not_measured" };
+        r.Verdict = "**Focus-N-Fix** won.\n\nOne seed: `noise`.";
+        ReportWriter.Write(r, _dir);
+        var md = File.ReadAllText(Path.Combine(_dir, ReportWriter.MarkdownFile));
+        Assert.Contains("> **Focus-N-Fix** won.\n>\n> One seed: `noise`.", md);
+        int summary = md.IndexOf("## Summary", StringComparison.Ordinal), metrics = md.IndexOf("## Metrics", StringComparison.Ordinal);
+        Assert.True(summary > 0 && summary < metrics, "the summary table comes before the full table");
+        var table = md[summary..metrics];
+        // Only the headline figures that were measured, each with its direction; PSNR in dB (median 30 of 20, 30, +Inf, 40 -> 35).
+        Assert.Contains("| method | psnr_outside ↑ | reward/hazard – |", table);
+        Assert.DoesNotContain("not_measured", table);
+        Assert.Contains("| focus-n-fix | 35.0 dB |", table);
+        Assert.Contains("| base | — |", table);
+
+        var html = File.ReadAllText(Path.Combine(_dir, ReportWriter.HtmlFile));
+        Assert.Contains("<blockquote class=\"verdict\">\n<p><b>Focus-N-Fix</b> won.</p>\n<p>One seed: <code>noise</code>.</p>", html);
+        Assert.True(html.IndexOf("<h2>Summary</h2>", StringComparison.Ordinal) < html.IndexOf("<details>\n<summary>Every figure of every method</summary>\n<h2>Metrics</h2>", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void WithoutHeadlineFiguresTheReportKeepsItsSingleTable()
+    {
+        var r = Synthetic(_dir, pictures: false);
+        ReportWriter.Write(r, _dir);
+        Assert.DoesNotContain("## Summary", File.ReadAllText(Path.Combine(_dir, ReportWriter.MarkdownFile)));
+        var html = File.ReadAllText(Path.Combine(_dir, ReportWriter.HtmlFile));
+        Assert.DoesNotContain("<details>\n<summary>Every figure", html);
+        Assert.DoesNotContain("class=\"verdict\"", html);
+    }
+
+    [Theory]
+    [InlineData("oracle_rot", 0.03125, "3.1%")]
+    [InlineData("psnr_outside", 33.3776, "33.4 dB")]
+    [InlineData("judge_alignment", 1.0, "1.000")]
+    [InlineData("reward_rot", -0.0175, "-0.0175")]
+    public void HeadlineValuesShowRatesInPercentAndPsnrInDecibels(string figure, double value, string shown) =>
+        Assert.Equal(shown, ReportWriter.FormatHeadline(figure, value));
+
+    [Fact]
     public void WritesTheThreeFilesAndPlotsWithNothingTemporaryLeft()
     {
         var r = Synthetic(_dir);
