@@ -28,7 +28,7 @@ public class BudgetTrainingTests : IDisposable
             Sampling = new SamplingConfig { Steps = 4, GuidanceScale = 2.0 },
             Draft = new DraftConfig { K = 2 },
             Lora = new LoraSection { Rank = 2, Alpha = 2 },
-            Constraint = new ConstraintConfig { Lambda = 0.5, Budget = new BudgetConfig { MinPsnrOutside = minPsnr, StepSize = 0.2, Smoothing = 2 } },
+            Constraint = new ConstraintConfig { Lambda = 0.5, Budget = new BudgetConfig { MinPsnrOutside = minPsnr, StepSize = 0.2, Smoothing = 2, Proportional = 0 } },
             Optimizer = new OptimizerConfig { LearningRate = 2e-2, WarmupSteps = 1 },
             Train = new TrainLoopConfig { Steps = 6, BatchSize = 2, CheckpointEvery = 2, SampleEvery = 0 },
         };
