@@ -30,7 +30,7 @@ public class SweepPlanTests : IDisposable
         Assert.Equal(plan.Settings.Count, plan.Settings.Select(s => s.Id).Distinct().Count());
         Assert.All(plan.Settings, s => Assert.True(s.Id.IndexOfAny(Path.GetInvalidFileNameChars()) < 0, s.Id));
         Assert.Contains(plan.Settings, s => s.Id == "focus-n-fix_lambda0.3_lr0.001");
-        Assert.Contains(plan.Settings, s => s.Id == "sld_presetstrong_guidance2");
+        Assert.Contains(plan.Settings, s => s.Id == "sld_presetstrong_guidance1.5");
     }
 
     [Fact]
@@ -65,7 +65,7 @@ public class SweepPlanTests : IDisposable
         var sld = plan.Variant(plan.Settings.First(s => s.SldScale == 500));
         Assert.Equal("hazard mark", sld.Sld!.Concept);
         Assert.Equal(500, sld.Sld.Settings.GuidanceScale);
-        Assert.Equal(2.0, sld.GuidanceScale);
+        Assert.Equal(1.5, sld.GuidanceScale); // the grid's default, the bundled base model's guidance
         var neg = plan.Variant(plan.Settings.First(s => s.Method == "negative-prompt" && s.GuidanceScale == 1.5));
         Assert.Equal(("hazard mark", 1.5), (neg.NegativePrompt, neg.GuidanceScale!.Value));
         Assert.Null(neg.Sld);
