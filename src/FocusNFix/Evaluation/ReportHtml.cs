@@ -63,8 +63,9 @@ public static class ReportHtml
         if (r.TargetMetric is not null) sb.Append(" · target: <code>").Append(E(r.TargetMetric)).Append("</code>");
         sb.Append("</p>\n");
 
-        AppendVerdictAndSummary(sb, r);
-        bool onDemand = ReportWriter.HeadlineColumns(r).Count > 0;
+        var headline = ReportWriter.HeadlineColumns(r);
+        AppendVerdictAndSummary(sb, r, headline);
+        bool onDemand = headline.Count > 0;
         if (onDemand) sb.Append("<details>\n<summary>Every figure of every method</summary>\n");
         AppendMetrics(sb, r);
         if (onDemand) sb.Append("</details>\n");
@@ -79,7 +80,7 @@ public static class ReportHtml
     }
 
     /// <summary>The verdict (markdown paragraphs shown as plain text, `code` kept) and the narrow table of the headline figures.</summary>
-    static void AppendVerdictAndSummary(StringBuilder sb, EvaluationResult r)
+    static void AppendVerdictAndSummary(StringBuilder sb, EvaluationResult r, List<string> columns)
     {
         if (r.Verdict.Length > 0)
         {
@@ -88,7 +89,6 @@ public static class ReportHtml
                 sb.Append("<p>").Append(InlineMarkdown(para)).Append("</p>\n");
             sb.Append("</blockquote>\n");
         }
-        var columns = ReportWriter.HeadlineColumns(r);
         if (columns.Count == 0) return;
         sb.Append("<h2>Summary</h2>\n<table class=\"metrics\">\n<tr><th>method</th>");
         foreach (var c in columns) sb.Append("<th>").Append(E(c)).Append(' ').Append(FigureGlossary.Describe(c).Arrow).Append("</th>");

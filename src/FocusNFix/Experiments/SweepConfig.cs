@@ -99,7 +99,7 @@ public sealed class SweepConfig
             Draft = new TrainedGrid { LearningRates = new() { lr } },
             Refl = new TrainedGrid { Lambdas = new() { 1 }, LearningRates = new() { lr } },
             Concept = WorldPhrase(defect, models),
-            Sld = new SldGrid { Presets = new() { "weak", "medium", "strong", "max" }, GuidanceScale = 1.5 },
+            Sld = new SldGrid { Presets = new() { "weak", "medium", "strong", "max" } },
             NegativePrompt = new NegativePromptGrid { GuidanceScales = new() { 1.5, 2, 3 } },
         };
     }
