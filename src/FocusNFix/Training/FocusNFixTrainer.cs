@@ -291,6 +291,9 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>The constraint weight the next step uses: the budget's dual variable, else the config's (0 for draft).</summary>
     public double Lambda => _budget?.Lambda ?? LossSettings.FromConfig(Config).Lambda;
 
+    /// <summary>The preservation budget's reading of where the run stands (<see cref="PreservationBudget.Reading"/>); null without a budget.</summary>
+    public string? BudgetReading => _budget?.Reading(Config.Train.Steps);
+
     /// <summary>The shards every micro-batch is computed as (train.gradient_shards, else one per process).</summary>
     public int GradientShards => Config.Train.GradientShards ?? Group.Size;
 
@@ -466,7 +469,7 @@ public sealed class FocusNFixTrainer : IDisposable
             // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it (and
             // then has it already).
             if (_startStep < c.Train.Steps) _run?.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
-            if (_budget != null) _run?.WriteFinalLambda(_budget.Lambda, c.Constraint.Budget!);
+            if (_budget != null) _run?.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps);
             _run?.WriteLora(_lora, Config.Model);
         }
         // Every member returns once rank 0 has written the run (a rank 0 that failed to write aborts the job instead).

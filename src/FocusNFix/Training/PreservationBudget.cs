@@ -84,6 +84,8 @@ public sealed class PreservationBudget
     public double Integral { get; private set; }
     /// <summary>The smoothed PSNR outside the mask the last update used (NaN before the first).</summary>
     public double SmoothedPsnr { get; private set; } = double.NaN;
+    /// <summary>How many of the latest updates in a row left lambda at 0: the steps the budget has not bound.</summary>
+    public int StepsAtZero { get; private set; }
 
     public PreservationBudget(BudgetConfig config, double initialLambda)
     {
@@ -104,22 +106,42 @@ public sealed class PreservationBudget
         if (_config.MaxSlack is double cap) violation = Math.Max(violation, -cap);
         Integral = Math.Clamp(Integral + _config.StepSize * violation, 0, _config.MaxLambda);
         Lambda = Math.Clamp(Integral + _config.Proportional * violation, 0, _config.MaxLambda);
+        StepsAtZero = Lambda == 0 ? StepsAtZero + 1 : 0;
         return Lambda;
     }
 
-    /// <param name="Integral">null in states written before the proportional term: the lambda then.</param>
-    public sealed record State(double Lambda, double[] Recent, double? Integral = null);
+    /// <summary>
+    /// Where the run ended against its budget, in words: whether the budget still binds, or whether the fix stopped
+    /// needing it (lambda at 0 for the last steps, the PSNR above the budget). A budget is a floor, not a target:
+    /// nothing in the objective pulls a picture further from its original once the reward is satisfied, so a run
+    /// whose fix needs less change than the budget allows ends above it.
+    /// </summary>
+    public string Reading(int steps)
+    {
+        double b = _config.MinPsnrOutside;
+        if (double.IsNaN(SmoothedPsnr)) return $"the budget ({b:0.#} dB) was never measured";
+        if (Lambda > 0)
+            return $"the budget binds at the end: lambda {Lambda:0.###} holds the smoothed training PSNR outside the mask at {SmoothedPsnr:F1} dB against the {b:0.#} dB budget";
+        return $"the budget did not bind for the last {StepsAtZero} of {steps} steps: lambda is 0 and the smoothed training PSNR outside the mask is {SmoothedPsnr:F1} dB, "
+             + $"{SmoothedPsnr - b:F1} dB above the {b:0.#} dB budget; the fix needed no more change than that, and a budget is a floor, not a target";
+    }
 
-    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral));
+    /// <param name="Integral">null in states written before the proportional term: the lambda then.</param>
+    /// <param name="StepsAtZero">null in states written before it was kept: counted from the resume on.</param>
+    public sealed record State(double Lambda, double[] Recent, double? Integral = null, int? StepsAtZero = null);
+
+    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral, StepsAtZero));
 
     public void LoadState(string json, string source)
     {
         State? s;
         try { s = JsonSerializer.Deserialize<State>(json); }
         catch (JsonException e) { throw new InvalidInputException($"{source}: not a budget state ({e.Message})"); }
-        if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)) || s.Integral is < 0 or double.NaN or double.PositiveInfinity)
-            throw new InvalidInputException($"{source}: expected a finite lambda >= 0 and finite PSNRs");
+        if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)) || s.Integral is < 0 or double.NaN or double.PositiveInfinity
+            || s.StepsAtZero is < 0)
+            throw new InvalidInputException($"{source}: expected a finite lambda >= 0, finite PSNRs and a step count >= 0");
         Lambda = s.Lambda;
+        StepsAtZero = s.StepsAtZero ?? 0;
         Integral = s.Integral ?? s.Lambda;
         _recent.Clear();
         foreach (var v in s.Recent.TakeLast(_config.Smoothing)) _recent.Enqueue(v);

@@ -325,11 +325,15 @@ public sealed class RunFolder : IDisposable
 
     public void WriteLora(LoraNetwork lora, string baseModel) => RunFolderLora.Write(Dir, lora, baseModel);
 
-    /// <summary>Writes lambda.json: where the preservation budget's dual variable ended, and the budget it served.</summary>
-    public void WriteFinalLambda(double lambda, BudgetConfig budget) => AtomicFile.WriteAllText(Path.Combine(Dir, LambdaName), JsonSerializer.Serialize(new
+    /// <summary>Writes lambda.json: where the preservation budget's dual variable ended, the budget it served, and whether it still bound.</summary>
+    public void WriteFinalLambda(PreservationBudget budget, BudgetConfig config, int steps) => AtomicFile.WriteAllText(Path.Combine(Dir, LambdaName), JsonSerializer.Serialize(new
     {
-        final_lambda = lambda,
-        budget,
+        final_lambda = budget.Lambda,
+        budget = config,
+        smoothed_psnr_outside = double.IsNaN(budget.SmoothedPsnr) ? (double?)null : budget.SmoothedPsnr,
+        binding_at_end = budget.Lambda > 0,
+        steps_at_zero_at_end = budget.StepsAtZero,
+        reading = budget.Reading(steps),
         use = "constraint.lambda = final_lambda without a budget trains with the weight this run ended on",
     }, TrainingConfig.Json) + "\n");
 

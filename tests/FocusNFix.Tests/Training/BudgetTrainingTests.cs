@@ -52,6 +52,9 @@ public class BudgetTrainingTests : IDisposable
         Assert.True(log.Skip(1).Any(e => e.PsnrOutside < PreservationBudget.PsnrCeiling), "training changed nothing outside the mask");
         var written = JsonDocument.Parse(File.ReadAllText(Path.Combine(trainer.RunDir, RunFolder.LambdaName))).RootElement;
         Assert.Equal(trainer.Lambda, written.GetProperty("final_lambda").GetDouble());
+        Assert.Equal(trainer.Lambda > 0, written.GetProperty("binding_at_end").GetBoolean());
+        Assert.Equal(trainer.BudgetReading, written.GetProperty("reading").GetString());
+        Assert.Equal(trainer.Lambda == 0, written.GetProperty("steps_at_zero_at_end").GetInt32() > 0);
         Assert.Contains("\"lambda\":", File.ReadAllLines(Path.Combine(trainer.RunDir, FocusNFixTrainer.LogName))[0]);
         // The report draws lambda over time from the log when the budget moved it, with the PSNR it steered by.
         var curve = FocusNFix.Evaluation.Evaluator.CurveFromLog("focus-n-fix", Path.Combine(trainer.RunDir, FocusNFixTrainer.LogName));

@@ -103,6 +103,43 @@ public class PreservationBudgetTests
         Assert.Equal(a.Integral, b.Integral);
     }
 
+    [Fact]
+    public void TheReadingSaysWhetherTheBudgetStillBindsOrTheFixStoppedNeedingIt()
+    {
+        var config = new BudgetConfig { MinPsnrOutside = 30, StepSize = 0.1, Smoothing = 1, Proportional = 0 };
+        var b = new PreservationBudget(config, 0.5);
+        Assert.Contains("never measured", b.Reading(10));
+        b.Update(28);                                   // under the budget: lambda rises and binds
+        Assert.Equal(0, b.StepsAtZero);
+        Assert.Contains("binds at the end", b.Reading(10));
+        for (int i = 0; i < 3; i++) b.Update(40);       // 10 dB of slack: lambda falls to 0 and stays
+        Assert.Equal(0, b.Lambda);
+        Assert.Equal(3, b.StepsAtZero);
+        var reading = b.Reading(10);
+        Assert.Contains("did not bind for the last 3 of 10 steps", reading);
+        Assert.Contains("10.0 dB above the 30 dB budget", reading);
+        b.Update(25);                                   // a violation binds it again
+        Assert.Equal(0, b.StepsAtZero);
+        Assert.True(b.Lambda > 0);
+    }
+
+    [Fact]
+    public void TheStateKeepsTheStepsAtZeroAndAnOlderStateWithoutThemLoads()
+    {
+        var config = new BudgetConfig { MinPsnrOutside = 30, StepSize = 0.1, Smoothing = 2, Proportional = 0 };
+        var a = new PreservationBudget(config, 0);
+        foreach (var p in new[] { 40.0, 41, 42 }) a.Update(p);
+        Assert.Equal(3, a.StepsAtZero);
+        var b = new PreservationBudget(config, 0);
+        b.LoadState(a.SaveState(), "state");
+        Assert.Equal(3, b.StepsAtZero);
+        Assert.Equal(a.Reading(9), b.Reading(9));
+        var old = new PreservationBudget(config, 0);
+        old.LoadState("{\"Lambda\":0,\"Recent\":[40,41],\"Integral\":0}", "old state");
+        Assert.Equal(0, old.StepsAtZero);
+        Assert.Throws<InvalidInputException>(() => old.LoadState("{\"Lambda\":0,\"Recent\":[40],\"StepsAtZero\":-1}", "bad state"));
+    }
+
     [Theory]
     [InlineData(double.NaN, 0.05, 5, 100)]
     [InlineData(35, 0.0, 5, 100)]
