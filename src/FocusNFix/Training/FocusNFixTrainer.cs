@@ -510,6 +510,8 @@ public sealed class FocusNFixTrainer : IDisposable
                 tb.Images("monitor/validation", images, step);
             }
         }
+        if (_budget != null && c.Constraint.Budget!.CalibrateOnMonitor && _budget.Calibrate(point.PsnrOutside))
+            tb?.Scalar("train/budget_target", _budget.Target, step);
         if (flag is null && _monitor.Rule.BestStep(_monitor.Points) == step)
         {
             if (_bestLora != null) foreach (var t in _bestLora.Values) t.Dispose();

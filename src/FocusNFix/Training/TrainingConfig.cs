@@ -118,6 +118,8 @@ public sealed class TrainingConfig
             if (budget.Check("constraint.budget") is { } budgetError) throw new InvalidInputException($"{source}: {budgetError}");
             if (Objective == "draft") Fail("constraint.budget", "set", "no budget for the draft objective, which has no constraint (use focus-n-fix or global)");
             if (Constraint.Space == "latent") Fail("constraint.budget", "set", "constraint.space pixel: the budget is a PSNR of images");
+            if (budget.CalibrateOnMonitor && Train?.Monitor is null)
+                Fail("constraint.budget.calibrate_on_monitor", "true", "train.monitor set as well: the calibration measures the monitor's held-out images");
         }
         Finite("optimizer.learning_rate", Optimizer!.LearningRate, double.Epsilon, 10, "a finite number > 0 and <= 10");
         Finite("optimizer.weight_decay", Optimizer.WeightDecay, 0, 1e3, "a finite number >= 0");

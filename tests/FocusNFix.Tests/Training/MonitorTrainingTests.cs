@@ -140,4 +140,48 @@ public class MonitorTrainingTests : IDisposable
             .Select(e => string.Join(",", e.EnumerateObject().Where(p => p.Name != "seconds").Select(p => $"{p.Name}={p.Value}"))));
         Assert.Equal(WithoutTimes(Path.Combine(_tmp, "full")), WithoutTimes(Path.Combine(_tmp, "resumed")));
     }
+
+    [Fact]
+    public void ABudgetCalibratedOnTheMonitorMovesItsTargetByTheHeldOutOffsetAndResumesExactly()
+    {
+        TrainingConfig Calibrated(string name)
+        {
+            var c = Config(name, stop: false, margin: 10);
+            c.Objective = "focus-n-fix";
+            c.Constraint = new ConstraintConfig { Lambda = 0.5, Budget = new BudgetConfig { MinPsnrOutside = 60, StepSize = 0.2, Smoothing = 2, CalibrateOnMonitor = true } };
+            return c;
+        }
+        string reading;
+        using (var full = new FocusNFixTrainer(Calibrated("cal-full"), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() }))
+        {
+            full.Train();
+            reading = full.BudgetReading!;
+            var lambdaFile = JsonDocument.Parse(File.ReadAllText(Path.Combine(full.RunDir, RunFolder.LambdaName))).RootElement;
+            Assert.Equal(reading, lambdaFile.GetProperty("reading").GetString());
+            var psnrs = MonitorFile(full.RunDir).GetProperty("evaluations").EnumerateArray().Select(e => e.GetProperty("psnr_outside").ToString()).ToList();
+            Assert.Contains(psnrs.Skip(1), p => p != "Infinity");   // the LoRA moved the held-out images, so there was something to calibrate on
+            Assert.Contains("held-out images measured", reading);
+        }
+        using (var first = new FocusNFixTrainer(Calibrated("cal-resumed"), reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() })) first.Train(stopAfter: 5);
+        using (var second = new FocusNFixTrainer(Calibrated("cal-resumed"), resume: true, reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() }))
+        {
+            second.Train();
+            Assert.Equal(reading, second.BudgetReading);
+        }
+        var fullLambdas = JsonlLog.Read<TrainStepLog>(Path.Combine(_tmp, "cal-full", FocusNFixTrainer.LogName)).Select(e => e.Lambda);
+        var resumed = JsonlLog.Read<TrainStepLog>(Path.Combine(_tmp, "cal-resumed", FocusNFixTrainer.LogName)).Select(e => e.Lambda);
+        Assert.Equal(fullLambdas, resumed);
+    }
+
+    [Fact]
+    public void CalibrationWithoutAMonitorIsRefusedByName()
+    {
+        var c = Config("no-monitor", stop: false, margin: 10);
+        c.Objective = "focus-n-fix";
+        c.Train.Monitor = null;
+        c.Constraint = new ConstraintConfig { Budget = new BudgetConfig { CalibrateOnMonitor = true } };
+        var e = Assert.Throws<InvalidInputException>(() => c.Validate("cfg.json"));
+        Assert.Contains("constraint.budget.calibrate_on_monitor", e.Message);
+        Assert.Contains("train.monitor", e.Message);
+    }
 }

@@ -104,6 +104,53 @@ public class PreservationBudgetTests
     }
 
     [Fact]
+    public void CalibrationSteersTheHeldOutPsnrToTheBudgetWhenItDiffersFromTheTrainingOne()
+    {
+        // The toy's held-out images change less than its training images: 3 dB more PSNR at every lambda.
+        const double heldOutGain = 3;
+        static (double Training, double HeldOut) Run(bool calibrate)
+        {
+            var budget = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.5, Smoothing = 5, MaxLambda = 1000, Proportional = 0 }, initialLambda: 1);
+            var rng = new Random(2);
+            var late = new List<double>();
+            for (int step = 0; step < 2000; step++)
+            {
+                double lambda = budget.Lambda;
+                if (calibrate && step % 10 == 0) budget.Calibrate(ToyPsnr(lambda, new Random(step)) + heldOutGain);
+                double psnr = ToyPsnr(lambda, rng);
+                if (step >= 1500) late.Add(psnr);
+                budget.Update(psnr);
+            }
+            return (late.Average(), late.Average() + heldOutGain);
+        }
+        var plain = Run(false);
+        var calibrated = Run(true);
+        Assert.InRange(plain.HeldOut, 37.5, 38.5);        // without: the training batches sit at the budget, held-out 3 dB over
+        Assert.InRange(calibrated.HeldOut, 34.5, 35.5);   // with: the held-out images sit at the budget
+        Assert.InRange(calibrated.Training, 31.5, 32.5);
+    }
+
+    [Fact]
+    public void CalibrationIgnoresIdenticalImagesAndAStartWithNothingMeasuredAndCapsOneOffset()
+    {
+        var b = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, Smoothing = 1 }, 1);
+        Assert.False(b.Calibrate(40));                    // no training step measured yet
+        b.Update(double.PositiveInfinity);
+        Assert.False(b.Calibrate(40));                    // the training images are still the originals
+        b.Update(36);
+        Assert.False(b.Calibrate(double.PositiveInfinity)); // the held-out images are still the originals
+        Assert.Equal(0, b.Offset);
+        Assert.True(b.Calibrate(70));
+        Assert.Equal(PreservationBudget.MaxOffset, b.Offset);
+        Assert.True(b.Calibrate(38));
+        Assert.Equal((PreservationBudget.MaxOffset + 2) / 2, b.Offset);   // the latest two, averaged
+        Assert.True(b.Calibrate(34));
+        Assert.Equal((2.0 - 2.0) / 2, b.Offset);
+        Assert.Equal(35, b.Target);
+        Assert.Contains("held-out images measured", b.Reading(10));
+    }
+
+    [Fact]
     public void TheReadingSaysWhetherTheBudgetStillBindsOrTheFixStoppedNeedingIt()
     {
         var config = new BudgetConfig { MinPsnrOutside = 30, StepSize = 0.1, Smoothing = 1, Proportional = 0 };
@@ -134,10 +181,17 @@ public class PreservationBudgetTests
         b.LoadState(a.SaveState(), "state");
         Assert.Equal(3, b.StepsAtZero);
         Assert.Equal(a.Reading(9), b.Reading(9));
+        a.Calibrate(45);
+        a.Calibrate(44);
+        b.LoadState(a.SaveState(), "state");
+        Assert.Equal(a.Offset, b.Offset);
+        Assert.Equal(a.Update(39), b.Update(39));
         var old = new PreservationBudget(config, 0);
         old.LoadState("{\"Lambda\":0,\"Recent\":[40,41],\"Integral\":0}", "old state");
         Assert.Equal(0, old.StepsAtZero);
+        Assert.Equal(0, old.Offset);
         Assert.Throws<InvalidInputException>(() => old.LoadState("{\"Lambda\":0,\"Recent\":[40],\"StepsAtZero\":-1}", "bad state"));
+        Assert.Throws<InvalidInputException>(() => old.LoadState("{\"Lambda\":0,\"Recent\":[40],\"Offsets\":[\"NaN\"]}", "bad state"));
     }
 
     [Theory]
