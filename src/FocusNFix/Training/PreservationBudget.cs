@@ -49,7 +49,7 @@ public sealed class BudgetConfig
     /// Steer the held-out PSNR instead of the training batches' (needs train.monitor): at each monitor evaluation the
     /// controller measures how far the monitor's median PSNR outside the mask (held-out prompts, fixed seeds) lies from
     /// its smoothed training PSNR, and moves its training target by that offset. Why: on hazard, three seeds, the
-    /// controller held every run's training batches within 1.5 dB of the budget, yet the test median landed -3 to +4 dB
+    /// controller held every run's training batches within about 2 dB of the budget, yet the test median landed -3 to +4 dB
     /// from the training figure, depending on the seed (results/budget-hazard, "What the controller sees").
     /// </summary>
     public bool CalibrateOnMonitor { get; set; }
