@@ -89,6 +89,10 @@ public sealed class PreservationBudget
     readonly BudgetConfig _config;
     readonly Queue<double> _recent = new();
     readonly Queue<double> _offsets = new();
+    // The training PSNRs since the last calibration: a monitor evaluation is compared with the steps it covers, not with
+    // the last few, which are as noisy as the offset to be measured.
+    double _sinceSum;
+    int _sinceCount;
 
     /// <summary>
     /// The calibrations the offset averages: a monitor evaluation is a few images, so one is noisy, while a LoRA's
@@ -123,6 +127,7 @@ public sealed class PreservationBudget
     {
         if (double.IsNaN(psnrOutside)) throw new ArgumentException("the measured PSNR is NaN", nameof(psnrOutside));
         _recent.Enqueue(Math.Min(psnrOutside, PsnrCeiling));
+        if (psnrOutside < PsnrCeiling) { _sinceSum += psnrOutside; _sinceCount++; }
         while (_recent.Count > _config.Smoothing) _recent.Dequeue();
         SmoothedPsnr = _recent.Average();
         double violation = Target - SmoothedPsnr;
@@ -135,14 +140,16 @@ public sealed class PreservationBudget
 
     /// <summary>
     /// Takes a held-out measurement (the monitor's median PSNR outside the mask) and moves the training target by its
-    /// offset from the smoothed training PSNR; returns false, changing nothing, when either side has nothing to compare
-    /// (no training step measured yet, or identical images: +Infinity).
+    /// offset from the mean training PSNR of the steps since the last calibration (steps whose images were still the
+    /// originals left out); returns false, changing nothing, when either side has nothing to compare.
     /// </summary>
     public bool Calibrate(double heldOutPsnr)
     {
-        if (double.IsNaN(SmoothedPsnr) || SmoothedPsnr >= PsnrCeiling || !double.IsFinite(heldOutPsnr)) return false;
-        _offsets.Enqueue(Math.Clamp(heldOutPsnr - SmoothedPsnr, -MaxOffset, MaxOffset));
+        if (_sinceCount == 0 || !double.IsFinite(heldOutPsnr)) return false;
+        _offsets.Enqueue(Math.Clamp(heldOutPsnr - _sinceSum / _sinceCount, -MaxOffset, MaxOffset));
         while (_offsets.Count > CalibrationWindow) _offsets.Dequeue();
+        _sinceSum = 0;
+        _sinceCount = 0;
         return true;
     }
 
@@ -169,9 +176,11 @@ public sealed class PreservationBudget
     /// <param name="Integral">null in states written before the proportional term: the lambda then.</param>
     /// <param name="StepsAtZero">null in states written before it was kept: counted from the resume on.</param>
     /// <param name="Offsets">null in states written before calibration existed: none.</param>
-    public sealed record State(double Lambda, double[] Recent, double? Integral = null, int? StepsAtZero = null, double[]? Offsets = null);
+    /// <param name="SinceSum">with <paramref name="SinceCount"/>, the training PSNRs since the last calibration (null: none).</param>
+    public sealed record State(double Lambda, double[] Recent, double? Integral = null, int? StepsAtZero = null, double[]? Offsets = null,
+        double? SinceSum = null, int? SinceCount = null);
 
-    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral, StepsAtZero, _offsets.ToArray()));
+    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral, StepsAtZero, _offsets.ToArray(), _sinceSum, _sinceCount));
 
     public void LoadState(string json, string source)
     {
@@ -179,12 +188,14 @@ public sealed class PreservationBudget
         try { s = JsonSerializer.Deserialize<State>(json); }
         catch (JsonException e) { throw new InvalidInputException($"{source}: not a budget state ({e.Message})"); }
         if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)) || s.Integral is < 0 or double.NaN or double.PositiveInfinity
-            || s.StepsAtZero is < 0 || (s.Offsets?.Any(v => !double.IsFinite(v)) ?? false))
+            || s.StepsAtZero is < 0 || (s.Offsets?.Any(v => !double.IsFinite(v)) ?? false) || s.SinceCount is < 0 || s.SinceSum is double.NaN or double.PositiveInfinity or double.NegativeInfinity)
             throw new InvalidInputException($"{source}: expected a finite lambda >= 0, finite PSNRs and a step count >= 0");
         Lambda = s.Lambda;
         StepsAtZero = s.StepsAtZero ?? 0;
         _offsets.Clear();
         foreach (var v in (s.Offsets ?? []).TakeLast(CalibrationWindow)) _offsets.Enqueue(v);
+        _sinceSum = s.SinceSum ?? 0;
+        _sinceCount = s.SinceCount ?? 0;
         Integral = s.Integral ?? s.Lambda;
         _recent.Clear();
         foreach (var v in s.Recent.TakeLast(_config.Smoothing)) _recent.Enqueue(v);

@@ -131,22 +131,26 @@ public class PreservationBudgetTests
     }
 
     [Fact]
-    public void CalibrationIgnoresIdenticalImagesAndAStartWithNothingMeasuredAndCapsOneOffset()
+    public void CalibrationComparesTheStepsSinceTheLastOneLeavesOutIdenticalImagesAndCapsOneOffset()
     {
         var b = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, Smoothing = 1 }, 1);
         Assert.False(b.Calibrate(40));                    // no training step measured yet
         b.Update(double.PositiveInfinity);
-        Assert.False(b.Calibrate(40));                    // the training images are still the originals
+        Assert.False(b.Calibrate(40));                    // the training images were still the originals
         b.Update(36);
+        b.Update(38);
         Assert.False(b.Calibrate(double.PositiveInfinity)); // the held-out images are still the originals
         Assert.Equal(0, b.Offset);
+        Assert.True(b.Calibrate(40));                     // against the mean of 36 and 38, not the last step
+        Assert.Equal(3, b.Offset);
+        Assert.False(b.Calibrate(40));                    // nothing trained since
+        b.Update(20);
         Assert.True(b.Calibrate(70));
-        Assert.Equal(PreservationBudget.MaxOffset, b.Offset);
-        Assert.True(b.Calibrate(38));
-        Assert.Equal((PreservationBudget.MaxOffset + 2) / 2, b.Offset);   // the latest two, averaged
+        Assert.Equal((3 + PreservationBudget.MaxOffset) / 2, b.Offset);   // capped, and the latest two averaged
+        b.Update(36);
         Assert.True(b.Calibrate(34));
-        Assert.Equal((2.0 - 2.0) / 2, b.Offset);
-        Assert.Equal(35, b.Target);
+        Assert.Equal((PreservationBudget.MaxOffset - 2) / 2, b.Offset);
+        Assert.Equal(35 - b.Offset, b.Target);
         Assert.Contains("held-out images measured", b.Reading(10));
     }
 
@@ -182,10 +186,13 @@ public class PreservationBudgetTests
         Assert.Equal(3, b.StepsAtZero);
         Assert.Equal(a.Reading(9), b.Reading(9));
         a.Calibrate(45);
-        a.Calibrate(44);
+        a.Update(38);
         b.LoadState(a.SaveState(), "state");
         Assert.Equal(a.Offset, b.Offset);
         Assert.Equal(a.Update(39), b.Update(39));
+        Assert.True(b.Calibrate(44));                     // the steps since the last calibration came along
+        Assert.True(a.Calibrate(44));
+        Assert.Equal(a.Offset, b.Offset);
         var old = new PreservationBudget(config, 0);
         old.LoadState("{\"Lambda\":0,\"Recent\":[40,41],\"Integral\":0}", "old state");
         Assert.Equal(0, old.StepsAtZero);
