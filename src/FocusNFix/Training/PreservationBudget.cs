@@ -48,7 +48,7 @@ public sealed class BudgetConfig
     /// <summary>
     /// Steer the held-out PSNR instead of the training batches' (needs train.monitor): at each monitor evaluation the
     /// controller measures how far the monitor's median PSNR outside the mask (held-out prompts, fixed seeds) lies from
-    /// its smoothed training PSNR, and moves its training target by that offset. Why: on hazard, three seeds, the
+    /// the mean training PSNR of the steps since the previous evaluation, and moves its training target by that offset. Why: on hazard, three seeds, the
     /// controller held every run's training batches within about 2 dB of the budget, yet the test median landed -3 to +4 dB
     /// from the training figure, depending on the seed (results/budget-hazard, "What the controller sees"). Off by default: on
     /// hazard at 35 dB with a 16-image monitor it did not bring the val landings closer (mean miss 2.5 dB against 2.6), since

@@ -332,6 +332,8 @@ public sealed class RunFolder : IDisposable
         budget = config,
         smoothed_psnr_outside = double.IsNaN(budget.SmoothedPsnr) ? (double?)null : budget.SmoothedPsnr,
         binding_at_end = budget.Lambda > 0,
+        training_target_psnr = budget.Target,
+        heldout_offset = budget.Offset,
         steps_at_zero_at_end = budget.StepsAtZero,
         reading = budget.Reading(steps),
         use = "constraint.lambda = final_lambda without a budget trains with the weight this run ended on",
