@@ -525,6 +525,13 @@ public sealed class FocusNFixTrainer : IDisposable
         if (!stop) return false;
         // A stopped run is finished: its final checkpoint carries the kept LoRA, so --resume has nothing to continue.
         Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
+        if (_budget != null)
+        {
+            int kept = _bestStep ?? step;
+            // The lambda a step used is logged with it; the kept LoRA's step may not have run (a stop at that very step).
+            double? keptLambda = JsonlLog.Read<TrainStepLog>(Path.Combine(RunDir, LogName)).LastOrDefault(e => e.Step == kept)?.Lambda;
+            Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, step, kept, keptLambda);
+        }
         Run.WriteLora(_lora, Config.Model);
         return true;
     }

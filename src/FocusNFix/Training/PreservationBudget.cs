@@ -168,6 +168,8 @@ public sealed class PreservationBudget
             return (Lambda > 0 ? "the budget binds at the end" : $"the budget did not bind for the last {StepsAtZero} of {steps} steps (lambda 0)")
                  + $": held-out images measured {Offset:+0.0;-0.0} dB against the training batches, so the controller held the training batches' smoothed PSNR outside the mask "
                  + $"at a target of {Target:F1} dB for the {b:0.#} dB budget; it ended at {SmoothedPsnr:F1} dB";
+        if (Lambda == 0 && StepsAtZero == 0)   // a state saved before the count was kept
+            return $"the budget did not bind at the end: lambda is 0 and the smoothed training PSNR outside the mask is {SmoothedPsnr:F1} dB against the {b:0.#} dB budget";
         if (Lambda > 0)
             return $"the budget binds at the end: lambda {Lambda:0.###} holds the smoothed training PSNR outside the mask at {SmoothedPsnr:F1} dB against the {b:0.#} dB budget";
         return $"the budget did not bind for the last {StepsAtZero} of {steps} steps: lambda is 0 and the smoothed training PSNR outside the mask is {SmoothedPsnr:F1} dB, "

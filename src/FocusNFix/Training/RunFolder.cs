@@ -325,17 +325,25 @@ public sealed class RunFolder : IDisposable
 
     public void WriteLora(LoraNetwork lora, string baseModel) => RunFolderLora.Write(Dir, lora, baseModel);
 
-    /// <summary>Writes lambda.json: where the preservation budget's dual variable ended, the budget it served, and whether it still bound.</summary>
-    public void WriteFinalLambda(PreservationBudget budget, BudgetConfig config, int steps) => AtomicFile.WriteAllText(Path.Combine(Dir, LambdaName), JsonSerializer.Serialize(new
+    /// <summary>
+    /// Writes lambda.json: where the preservation budget's dual variable ended, the budget it served, and whether it still
+    /// bound. A run the monitor stopped kept an earlier LoRA: final_lambda is then the lambda of that LoRA's step
+    /// (<paramref name="loraLambda"/>), the one a fixed-lambda rerun of it would continue with.
+    /// </summary>
+    public void WriteFinalLambda(PreservationBudget budget, BudgetConfig config, int steps, int? stoppedAt = null, int? loraStep = null, double? loraLambda = null)
+        => AtomicFile.WriteAllText(Path.Combine(Dir, LambdaName), JsonSerializer.Serialize(new
     {
-        final_lambda = budget.Lambda,
+        final_lambda = loraLambda ?? budget.Lambda,
         budget = config,
         smoothed_psnr_outside = double.IsNaN(budget.SmoothedPsnr) ? (double?)null : budget.SmoothedPsnr,
         binding_at_end = budget.Lambda > 0,
         training_target_psnr = budget.Target,
         heldout_offset = budget.Offset,
         steps_at_zero_at_end = budget.StepsAtZero,
-        reading = budget.Reading(steps),
+        stopped_at = stoppedAt,
+        lora_step = loraStep,
+        reading = (stoppedAt is int at ? $"the monitor stopped the run at step {at} and it kept the LoRA of step {loraStep} (lambda {loraLambda ?? budget.Lambda:0.###} then); at the stop, " : "")
+                  + budget.Reading(stoppedAt ?? steps),
         use = "constraint.lambda = final_lambda without a budget trains with the weight this run ended on",
     }, TrainingConfig.Json) + "\n");
 

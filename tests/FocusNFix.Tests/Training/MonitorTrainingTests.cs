@@ -184,4 +184,24 @@ public class MonitorTrainingTests : IDisposable
         Assert.Contains("constraint.budget.calibrate_on_monitor", e.Message);
         Assert.Contains("train.monitor", e.Message);
     }
+
+    [Fact]
+    public void ABudgetedRunTheMonitorStopsWritesTheLambdaOfTheLoraItKept()
+    {
+        var c = Config("budget-stop", stop: true, margin: 10);
+        c.Objective = "focus-n-fix";
+        c.Constraint = new ConstraintConfig { Lambda = 0.5, Budget = new BudgetConfig { MinPsnrOutside = 60, StepSize = 0.2, Smoothing = 2 } };
+        c.Train.Monitor!.MinPsnrOutside = 99;   // any change outside the mask on the validation images flags
+        using var trainer = new FocusNFixTrainer(c, reward: new RedReward(), heatmapOverride: TopHalf, guardsOverride: new[] { new NotRedGuard() });
+        var log = trainer.Train();
+        var m = MonitorFile(trainer.RunDir);
+        int stoppedAt = m.GetProperty("stopped_at").GetInt32();
+        Assert.True(stoppedAt < 6, "the monitor did not stop the run");
+        var written = JsonDocument.Parse(File.ReadAllText(Path.Combine(trainer.RunDir, RunFolder.LambdaName))).RootElement;
+        Assert.Equal(stoppedAt, written.GetProperty("stopped_at").GetInt32());
+        int kept = written.GetProperty("lora_step").GetInt32();
+        Assert.Equal(m.GetProperty("lora_step").GetInt32(), kept);
+        Assert.Equal(log.Single(e => e.Step == kept).Lambda, written.GetProperty("final_lambda").GetDouble());
+        Assert.StartsWith($"the monitor stopped the run at step {stoppedAt} and it kept the LoRA of step {kept}", written.GetProperty("reading").GetString());
+    }
 }
