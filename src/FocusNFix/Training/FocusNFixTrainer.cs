@@ -45,6 +45,8 @@ public sealed class FocusNFixTrainer : IDisposable
     readonly List<IReward> _guards = new();
     Dictionary<string, Tensor>? _bestLora;
     int? _bestStep;
+    // The budget's lambda when the best LoRA was taken: the one its step trained with, for a stopped run's lambda.json.
+    double? _bestLambda;
     readonly RunFolder? _run;
     double _allReduceSeconds, _stepSeconds;
     int _timedSteps;
@@ -518,6 +520,7 @@ public sealed class FocusNFixTrainer : IDisposable
             using var views = NewDisposeScope();
             _bestLora = _lora.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value.clone().DetachFromDisposeScope());
             _bestStep = step;
+            _bestLambda = _budget?.Lambda;
         }
         bool stop = flag != null && c.Train.StopOnHacking;
         if (stop && _bestLora != null) _lora.LoadStateDict(_bestLora, "best monitored LoRA");
@@ -527,10 +530,7 @@ public sealed class FocusNFixTrainer : IDisposable
         Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
         if (_budget != null)
         {
-            int kept = _bestStep ?? step;
-            // The lambda a step used is logged with it; the kept LoRA's step may not have run (a stop at that very step).
-            double? keptLambda = JsonlLog.Read<TrainStepLog>(Path.Combine(RunDir, LogName)).LastOrDefault(e => e.Step == kept)?.Lambda;
-            Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, step, kept, keptLambda);
+            Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, step, _bestStep ?? step, _bestStep is null ? null : _bestLambda);
         }
         Run.WriteLora(_lora, Config.Model);
         return true;
