@@ -58,7 +58,7 @@ public static class TrainCommand
         if (leader)
             Console.WriteLine($"{cfg.Objective}: wrote the LoRA to {trainer.RunDir}: {Lora.RunFolderLora.DiffusersName} (diffusers), {Lora.PeftAdapterConfig.FileName} + {Lora.PeftAdapterConfig.WeightsName} (PEFT), {Lora.RunFolderLora.KohyaName}");
         if (leader && trainer.BudgetReading is { } reading)
-            Console.WriteLine($"{cfg.Objective}: final lambda {trainer.Lambda:0.###} ({Training.RunFolder.LambdaName}); {reading}");
+            Console.WriteLine($"{cfg.Objective}: final lambda {trainer.FinalLambda:0.###} ({Training.RunFolder.LambdaName}); {reading}");
         return trainer.RunDir;
     }
 }

@@ -293,8 +293,14 @@ public sealed class FocusNFixTrainer : IDisposable
     /// <summary>The constraint weight the next step uses: the budget's dual variable, else the config's (0 for draft).</summary>
     public double Lambda => _budget?.Lambda ?? LossSettings.FromConfig(Config).Lambda;
 
-    /// <summary>The preservation budget's reading of where the run stands (<see cref="PreservationBudget.Reading"/>); null without a budget.</summary>
-    public string? BudgetReading => _budget?.Reading(Config.Train.Steps);
+    /// <summary>The lambda lambda.json reports: for a run the monitor stopped, that of the kept LoRA's step; else <see cref="Lambda"/>.</summary>
+    public double FinalLambda => _stop?.LoraLambda ?? Lambda;
+
+    /// <summary>The preservation budget's reading of where the run stands, as lambda.json gives it (<see cref="RunFolder.FinalReading"/>); null without a budget.</summary>
+    public string? BudgetReading => _budget is null ? null : RunFolder.FinalReading(_budget, Config.Train.Steps, _stop?.Step, _stop?.LoraStep, _stop?.LoraLambda);
+
+    // Where the monitor stopped the run and the LoRA it kept; null for a run that went to its last step.
+    (int Step, int LoraStep, double? LoraLambda)? _stop;
 
     /// <summary>The shards every micro-batch is computed as (train.gradient_shards, else one per process).</summary>
     public int GradientShards => Config.Train.GradientShards ?? Group.Size;
@@ -528,10 +534,8 @@ public sealed class FocusNFixTrainer : IDisposable
         if (!stop) return false;
         // A stopped run is finished: its final checkpoint carries the kept LoRA, so --resume has nothing to continue.
         Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
-        if (_budget != null)
-        {
-            Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, step, _bestStep ?? step, _bestStep is null ? null : _bestLambda);
-        }
+        _stop = (step, _bestStep ?? step, _bestStep is null ? null : _bestLambda);
+        if (_budget != null) Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, _stop.Value.Step, _stop.Value.LoraStep, _stop.Value.LoraLambda);
         Run.WriteLora(_lora, Config.Model);
         return true;
     }

@@ -342,10 +342,14 @@ public sealed class RunFolder : IDisposable
         steps_at_zero_at_end = budget.StepsAtZero,
         stopped_at = stoppedAt,
         lora_step = loraStep,
-        reading = (stoppedAt is int at ? $"the monitor stopped the run at step {at} and it kept the LoRA of step {loraStep} (lambda {loraLambda ?? budget.Lambda:0.###} then); at the stop, " : "")
-                  + budget.Reading(stoppedAt ?? steps),
+        reading = FinalReading(budget, steps, stoppedAt, loraStep, loraLambda),
         use = "constraint.lambda = final_lambda without a budget trains with the weight this run ended on",
     }, TrainingConfig.Json) + "\n");
+
+    /// <summary>Where the budget ended, in words, as lambda.json and <c>fnf train</c> give it: a stopped run says so first.</summary>
+    public static string FinalReading(PreservationBudget budget, int steps, int? stoppedAt = null, int? loraStep = null, double? loraLambda = null)
+        => (stoppedAt is int at ? $"the monitor stopped the run at step {at} and it kept the LoRA of step {loraStep} (lambda {loraLambda ?? budget.Lambda:0.###} then); at the stop, " : "")
+           + budget.Reading(stoppedAt ?? steps);
 
     /// <summary>
     /// Undoes a start that failed before training began: deletes the run files it wrote, and the folder if this run

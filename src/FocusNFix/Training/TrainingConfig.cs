@@ -120,6 +120,11 @@ public sealed class TrainingConfig
             if (Constraint.Space == "latent") Fail("constraint.budget", "set", "constraint.space pixel: the budget is a PSNR of images");
             if (budget.CalibrateOnMonitor && Train?.Monitor is null)
                 Fail("constraint.budget.calibrate_on_monitor", "true", "train.monitor set as well: the calibration measures the monitor's held-out images");
+            // The monitor's PSNR floor defaults to the budget, and the calibration steers the held-out PSNR onto the budget, so
+            // half its evaluations would flag and the run would stop on its own controller's swings.
+            if (budget.CalibrateOnMonitor && Train?.StopOnHacking == true && Train.Monitor is { MinPsnrOutside: null })
+                Fail("train.monitor.min_psnr_outside", null, $"a PSNR floor under the budget ({budget.MinPsnrOutside:0.#} dB) when constraint.budget.calibrate_on_monitor and train.stop_on_hacking are both set: "
+                    + "the floor defaults to the budget, which the calibration steers the monitor's images onto, so the run would stop on its controller's own swings");
         }
         Finite("optimizer.learning_rate", Optimizer!.LearningRate, double.Epsilon, 10, "a finite number > 0 and <= 10");
         Finite("optimizer.weight_decay", Optimizer.WeightDecay, 0, 1e3, "a finite number >= 0");

@@ -186,6 +186,22 @@ public class MonitorTrainingTests : IDisposable
     }
 
     [Fact]
+    public void ACalibratedRunThatStopsOnHackingNeedsAPsnrFloorUnderTheBudget()
+    {
+        var c = Config("calibrated-stop", stop: true, margin: 10);
+        c.Objective = "focus-n-fix";
+        c.Constraint = new ConstraintConfig { Budget = new BudgetConfig { MinPsnrOutside = 35, CalibrateOnMonitor = true } };
+        var e = Assert.Throws<InvalidInputException>(() => c.Validate("cfg.json"));
+        Assert.Contains("train.monitor.min_psnr_outside", e.Message);
+        Assert.Contains("35 dB", e.Message);
+        c.Train.Monitor!.MinPsnrOutside = 32;
+        c.Validate("cfg.json");
+        c.Train.Monitor.MinPsnrOutside = null;
+        c.Train.StopOnHacking = false;    // flags are only reported: nothing stops
+        c.Validate("cfg.json");
+    }
+
+    [Fact]
     public void ABudgetedRunTheMonitorStopsWritesTheLambdaOfTheLoraItKept()
     {
         var c = Config("budget-stop", stop: true, margin: 10);
@@ -203,5 +219,8 @@ public class MonitorTrainingTests : IDisposable
         Assert.Equal(m.GetProperty("lora_step").GetInt32(), kept);
         Assert.Equal(log.Single(e => e.Step == kept).Lambda, written.GetProperty("final_lambda").GetDouble());
         Assert.StartsWith($"the monitor stopped the run at step {stoppedAt} and it kept the LoRA of step {kept}", written.GetProperty("reading").GetString());
+        // What fnf train prints is what the file says.
+        Assert.Equal(written.GetProperty("reading").GetString(), trainer.BudgetReading);
+        Assert.Equal(written.GetProperty("final_lambda").GetDouble(), trainer.FinalLambda);
     }
 }

@@ -72,6 +72,47 @@ public class PreservationBudgetTests
     }
 
     [Fact]
+    public void TheDerivativeTermAddsLambdaForAFallOfThePsnrOnlyAndResumesExactly()
+    {
+        var config = new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.1, Smoothing = 1, Proportional = 0, Derivative = 0.5 };
+        var budget = new PreservationBudget(config, initialLambda: 1);
+        Assert.Equal(0.5, budget.Update(40), 12);            // no previous step: nothing has fallen
+        Assert.Equal(0.2 + 0.5 * 2, budget.Update(38), 12);  // fell 2 dB
+        Assert.Equal(0.0, budget.Update(39), 12);            // a rise does not lower lambda beyond the PI terms
+        var copy = new PreservationBudget(config, 1);
+        copy.LoadState(budget.SaveState(), "state");
+        foreach (var p in new[] { 33.0, 30, 36 }) Assert.Equal(budget.Update(p), copy.Update(p));
+        Assert.Contains("constraint.budget.derivative = -1", new BudgetConfig { Derivative = -1 }.Check("constraint.budget"));
+        Assert.NotNull(new BudgetConfig { Derivative = double.NaN }.Check("constraint.budget"));
+    }
+
+    [Fact]
+    public void TheDerivativeTermDampsTheDipUnderTheBudgetOfARunThatStartsAtItsOriginals()
+    {
+        // A run starts at its originals (100 dB) and its PSNR relaxes toward what the current lambda buys, as a LoRA's
+        // drift follows the weight a few steps late; without lambda it would fall to 25 dB, so the PI controller, whose lambda is 0
+        // on the way down, dips under the budget before lambda catches up (3.6 dB here against 1.3 dB with the derivative).
+        static (double Dip, double Late) Run(double derivative)
+        {
+            var budget = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.05, Smoothing = 3, Proportional = 0.3, Derivative = derivative }, 1);
+            var rng = new Random(3);
+            double psnr = 100;
+            var psnrs = new List<double>();
+            for (int i = 0; i < 400; i++)
+            {
+                budget.Update(psnr);
+                psnr += 0.2 * (ToyPsnr(10 * budget.Lambda, rng) + 5 - psnr);
+                psnrs.Add(psnr);
+            }
+            return (35 - psnrs.Min(), psnrs.Skip(300).Average());
+        }
+        var pi = Run(0);
+        var pid = Run(1);
+        Assert.InRange(pid.Late, 34.5, 35.5);
+        Assert.True(pid.Dip < pi.Dip, $"PID dips {pid.Dip:F2} dB under the budget, PI {pi.Dip:F2} dB");
+    }
+
+    [Fact]
     public void ANegativeOrInfiniteProportionalGainIsRefused()
     {
         Assert.Contains("constraint.budget.proportional = -1", new BudgetConfig { Proportional = -1 }.Check("constraint.budget"));
