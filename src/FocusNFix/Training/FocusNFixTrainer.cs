@@ -422,7 +422,7 @@ public sealed class FocusNFixTrainer : IDisposable
         }
         // The dual variable reads what this step's images measured, whether or not its update was applied.
         double budgetPsnr = c.Constraint.Budget?.Statistic == BudgetStatistic.Median ? g.PsnrOutsideMedian : g.PsnrOutside;
-        if (_budget != null && double.IsFinite(budgetPsnr)) _budget.Update(budgetPsnr);
+        if (_budget != null && double.IsFinite(budgetPsnr)) _budget.Update(budgetPsnr, (step + 1.0) / c.Train.Steps);
         var entry = new TrainStepLog(step, g.Loss, g.Reward, g.Constraint, g.ChangeInside, g.ChangeOutside, gradNorm, lr, bad, _skipped, lambda, g.PsnrOutside,
             g.PsnrOutsideMedian);
         _run?.AppendLog(entry);

@@ -100,13 +100,21 @@ public class BudgetTrainingTests : IDisposable
         Assert.Contains("statistic", e.Message);
     }
 
-    [Fact]
-    public void ResumeRestoresLambdaAndEndsWithTheSameLora()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]   // the derivative term and a descending target: both read the step and the previous PSNR
+    public void ResumeRestoresLambdaAndEndsWithTheSameLora(bool pidAndDescent)
     {
-        using (var full = new FocusNFixTrainer(Config("full", 45), reward: new RedReward(), heatmapOverride: TopHalf)) full.Train();
-        using (var first = new FocusNFixTrainer(Config("resumed", 45), reward: new RedReward(), heatmapOverride: TopHalf)) first.Train(stopAfter: 3);
+        TrainingConfig Make(string name)
+        {
+            var c = Config(name, 45);
+            if (pidAndDescent) { c.Constraint.Budget!.Derivative = 0.3; c.Constraint.Budget.DescentDb = 10; c.Constraint.Budget.DescentFraction = 0.8; }
+            return c;
+        }
+        using (var full = new FocusNFixTrainer(Make("full"), reward: new RedReward(), heatmapOverride: TopHalf)) full.Train();
+        using (var first = new FocusNFixTrainer(Make("resumed"), reward: new RedReward(), heatmapOverride: TopHalf)) first.Train(stopAfter: 3);
         double resumedLambda;
-        using (var second = new FocusNFixTrainer(Config("resumed", 45), resume: true, reward: new RedReward(), heatmapOverride: TopHalf))
+        using (var second = new FocusNFixTrainer(Make("resumed"), resume: true, reward: new RedReward(), heatmapOverride: TopHalf))
         {
             Assert.Equal(2, second.StartStep);
             second.Train();

@@ -113,6 +113,31 @@ public class PreservationBudgetTests
     }
 
     [Fact]
+    public void TheTargetFallsFromAboveTheBudgetToItOverTheDescentAndStaysThere()
+    {
+        var config = new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.1, Smoothing = 1, Proportional = 0, DescentDb = 10, DescentFraction = 0.5 };
+        var budget = new PreservationBudget(config, initialLambda: 0);
+        // At 40 dB the pictures are 5 dB over the budget but 5 dB under a target still 10 dB above it: lambda rises.
+        budget.Update(40, progress: 0);
+        Assert.Equal(45, budget.Target, 12);
+        Assert.Equal(0.5, budget.Lambda, 12);
+        budget.Update(40, progress: 0.25);
+        Assert.Equal(40, budget.Target, 12);
+        Assert.Equal(0.5, budget.Lambda, 12);
+        budget.Update(40, progress: 0.5);
+        Assert.Equal(35, budget.Target, 12);
+        Assert.Equal(0, budget.Lambda, 12);
+        budget.Update(34, progress: 0.9);
+        Assert.Equal(35, budget.Target, 12);
+        Assert.Equal(0.1, budget.Lambda, 12);
+        // Without a descent the same steps see slack from the start.
+        var plain = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.1, Smoothing = 1, Proportional = 0 }, 0);
+        Assert.Equal(0, plain.Update(40, progress: 0));
+        Assert.Contains("constraint.budget.descent_fraction = 0", new BudgetConfig { DescentFraction = 0 }.Check("constraint.budget"));
+        Assert.Contains("constraint.budget.descent_db = -1", new BudgetConfig { DescentDb = -1 }.Check("constraint.budget"));
+    }
+
+    [Fact]
     public void ANegativeOrInfiniteProportionalGainIsRefused()
     {
         Assert.Contains("constraint.budget.proportional = -1", new BudgetConfig { Proportional = -1 }.Check("constraint.budget"));
