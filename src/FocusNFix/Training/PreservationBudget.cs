@@ -214,10 +214,11 @@ public sealed class PreservationBudget
     /// <param name="StepsAtZero">null in states written before it was kept: counted from the resume on.</param>
     /// <param name="Offsets">null in states written before calibration existed: none.</param>
     /// <param name="SinceSum">with <paramref name="SinceCount"/>, the training PSNRs since the last calibration (null: none).</param>
+    /// <param name="Descent">null in states written before the descent existed: none.</param>
     public sealed record State(double Lambda, double[] Recent, double? Integral = null, int? StepsAtZero = null, double[]? Offsets = null,
-        double? SinceSum = null, int? SinceCount = null);
+        double? SinceSum = null, int? SinceCount = null, double? Descent = null);
 
-    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral, StepsAtZero, _offsets.ToArray(), _sinceSum, _sinceCount));
+    public string SaveState() => JsonSerializer.Serialize(new State(Lambda, _recent.ToArray(), Integral, StepsAtZero, _offsets.ToArray(), _sinceSum, _sinceCount, Descent));
 
     public void LoadState(string json, string source)
     {
@@ -225,9 +226,11 @@ public sealed class PreservationBudget
         try { s = JsonSerializer.Deserialize<State>(json); }
         catch (JsonException e) { throw new InvalidInputException($"{source}: not a budget state ({e.Message})"); }
         if (s?.Recent is null || !double.IsFinite(s.Lambda) || s.Lambda < 0 || s.Recent.Any(v => !double.IsFinite(v)) || s.Integral is < 0 or double.NaN or double.PositiveInfinity
-            || s.StepsAtZero is < 0 || (s.Offsets?.Any(v => !double.IsFinite(v)) ?? false) || s.SinceCount is < 0 || s.SinceSum is double.NaN or double.PositiveInfinity or double.NegativeInfinity)
+            || s.StepsAtZero is < 0 || (s.Offsets?.Any(v => !double.IsFinite(v)) ?? false) || s.SinceCount is < 0 || s.SinceSum is double.NaN or double.PositiveInfinity or double.NegativeInfinity
+            || s.Descent is < 0 or double.NaN or double.PositiveInfinity)
             throw new InvalidInputException($"{source}: expected a finite lambda >= 0, finite PSNRs and a step count >= 0");
         Lambda = s.Lambda;
+        Descent = s.Descent ?? 0;
         StepsAtZero = s.StepsAtZero ?? 0;
         _offsets.Clear();
         foreach (var v in (s.Offsets ?? []).TakeLast(CalibrationWindow)) _offsets.Enqueue(v);

@@ -125,6 +125,12 @@ public class PreservationBudgetTests
             Assert.Equal(target, budget.Target, 12);
             Assert.Equal(lambda, budget.Lambda, 12);
         }
+        // A resumed run reads the target it was at before its next update.
+        var mid = new PreservationBudget(config, 0);
+        mid.Update(40, progress: 0.1);
+        var resumed = new PreservationBudget(config, 0);
+        resumed.LoadState(mid.SaveState(), "state");
+        Assert.Equal(43, resumed.Target, 12);
         // Without a descent the same steps see slack from the start.
         var plain = new PreservationBudget(new BudgetConfig { MinPsnrOutside = 35, StepSize = 0.1, Smoothing = 1, Proportional = 0 }, 0);
         Assert.Equal(0, plain.Update(40, progress: 0));
