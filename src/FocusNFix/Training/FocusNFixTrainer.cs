@@ -297,10 +297,10 @@ public sealed class FocusNFixTrainer : IDisposable
     public double FinalLambda => _stop?.LoraLambda ?? Lambda;
 
     /// <summary>The preservation budget's reading of where the run stands, as lambda.json gives it (<see cref="RunFolder.FinalReading"/>); null without a budget.</summary>
-    public string? BudgetReading => _budget is null ? null : RunFolder.FinalReading(_budget, Config.Train.Steps, _stop?.Step, _stop?.LoraStep, _stop?.LoraLambda);
+    public string? BudgetReading => _budget is null ? null : RunFolder.FinalReading(_budget, Config.Train.Steps, _stop);
 
-    // Where the monitor stopped the run and the LoRA it kept; null for a run that went to its last step.
-    (int Step, int LoraStep, double? LoraLambda)? _stop;
+    // Null for a run that went to its last step.
+    MonitorStop? _stop;
 
     /// <summary>The shards every micro-batch is computed as (train.gradient_shards, else one per process).</summary>
     public int GradientShards => Config.Train.GradientShards ?? Group.Size;
@@ -477,7 +477,7 @@ public sealed class FocusNFixTrainer : IDisposable
             // The final checkpoint comes first: a run killed while the LoRA files are written resumes from it (and
             // then has it already).
             if (_startStep < c.Train.Steps) _run?.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
-            if (_budget != null) _run?.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps);
+            if (_budget != null) _run?.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, stop: null);
             _run?.WriteLora(_lora, Config.Model);
         }
         // Every member returns once rank 0 has written the run (a rank 0 that failed to write aborts the job instead).
@@ -534,8 +534,8 @@ public sealed class FocusNFixTrainer : IDisposable
         if (!stop) return false;
         // A stopped run is finished: its final checkpoint carries the kept LoRA, so --resume has nothing to continue.
         Run.SaveCheckpoint(c.Train.Steps, _lora, Optimizer, _skipped, Config, ControlsState());
-        _stop = (step, _bestStep ?? step, _bestStep is null ? null : _bestLambda);
-        if (_budget != null) Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, _stop.Value.Step, _stop.Value.LoraStep, _stop.Value.LoraLambda);
+        _stop = new MonitorStop(step, _bestStep ?? step, _bestStep is null ? null : _bestLambda);
+        if (_budget != null) Run.WriteFinalLambda(_budget, c.Constraint.Budget!, c.Train.Steps, _stop);
         Run.WriteLora(_lora, Config.Model);
         return true;
     }

@@ -328,28 +328,28 @@ public sealed class RunFolder : IDisposable
     /// <summary>
     /// Writes lambda.json: where the preservation budget's dual variable ended, the budget it served, and whether it still
     /// bound. A run the monitor stopped kept an earlier LoRA: final_lambda is then the lambda of that LoRA's step
-    /// (<paramref name="loraLambda"/>), the one a fixed-lambda rerun of it would continue with.
+    /// (<see cref="MonitorStop.LoraLambda"/>), the one a fixed-lambda rerun of it would continue with.
     /// </summary>
-    public void WriteFinalLambda(PreservationBudget budget, BudgetConfig config, int steps, int? stoppedAt = null, int? loraStep = null, double? loraLambda = null)
+    public void WriteFinalLambda(PreservationBudget budget, BudgetConfig config, int steps, MonitorStop? stop)
         => AtomicFile.WriteAllText(Path.Combine(Dir, LambdaName), JsonSerializer.Serialize(new
     {
-        final_lambda = loraLambda ?? budget.Lambda,
+        final_lambda = stop?.LoraLambda ?? budget.Lambda,
         budget = config,
         smoothed_psnr_outside = double.IsNaN(budget.SmoothedPsnr) ? (double?)null : budget.SmoothedPsnr,
         binding_at_end = budget.Lambda > 0,
         training_target_psnr = budget.Target,
         heldout_offset = budget.Offset,
         steps_at_zero_at_end = budget.StepsAtZero,
-        stopped_at = stoppedAt,
-        lora_step = loraStep,
-        reading = FinalReading(budget, steps, stoppedAt, loraStep, loraLambda),
+        stopped_at = stop?.Step,
+        lora_step = stop?.LoraStep,
+        reading = FinalReading(budget, steps, stop),
         use = "constraint.lambda = final_lambda without a budget trains with the weight this run ended on",
     }, TrainingConfig.Json) + "\n");
 
     /// <summary>Where the budget ended, in words, as lambda.json and <c>fnf train</c> give it: a stopped run says so first.</summary>
-    public static string FinalReading(PreservationBudget budget, int steps, int? stoppedAt = null, int? loraStep = null, double? loraLambda = null)
-        => (stoppedAt is int at ? $"the monitor stopped the run at step {at} and it kept the LoRA of step {loraStep} (lambda {loraLambda ?? budget.Lambda:0.###} then); at the stop, " : "")
-           + budget.Reading(stoppedAt ?? steps);
+    public static string FinalReading(PreservationBudget budget, int steps, MonitorStop? stop)
+        => (stop is { } s ? $"the monitor stopped the run at step {s.Step} and it kept the LoRA of step {s.LoraStep} (lambda {s.LoraLambda ?? budget.Lambda:0.###} then); at the stop, " : "")
+           + budget.Reading(stop?.Step ?? steps);
 
     /// <summary>
     /// Undoes a start that failed before training began: deletes the run files it wrote, and the folder if this run
@@ -368,3 +368,9 @@ public sealed class RunFolder : IDisposable
         if (_createdFolder && Directory.Exists(Dir) && !Directory.EnumerateFileSystemEntries(Dir).Any()) Directory.Delete(Dir);
     }
 }
+
+/// <summary>
+/// Where the monitor stopped a run (train.stop_on_hacking) and the LoRA it kept: the best unflagged step's, with the
+/// budget's lambda then (null when there was no budget, or no unflagged LoRA and the stop step's is kept).
+/// </summary>
+public sealed record MonitorStop(int Step, int LoraStep, double? LoraLambda);
